@@ -1,0 +1,142 @@
+"""The local backend: trials one after another in this process, Optuna's ask-and-tell.
+
+Each trial gets a child MLflow run. The trial function only sees a candidate and a
+``report`` callback; here ``report`` logs the epoch, feeds Optuna's pruner and enforces
+the budget, so the same trial function can run under another backend unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from search.config import Config
+from search.proxy import Candidate, ProxyResult
+from search.study import (
+    Budget,
+    BudgetExhausted,
+    EpochDone,
+    EventHandler,
+    TrialEnded,
+    TrialStarted,
+    TrialSummary,
+    expected_trial_s,
+    suggest_candidate,
+)
+from search.tracking import Tracker
+from search.train import EpochMetrics
+
+TrialFunction = Callable[[Candidate, Callable[[EpochMetrics], None]], ProxyResult]
+
+
+def run_trials(
+    study: optuna.Study,
+    config: Config,
+    trial_fn: TrialFunction,
+    tracker: Tracker,
+    parent_id: str,
+    budget: Budget,
+    emit: EventHandler,
+    param_counts: Callable[[Candidate], tuple[int, int]],
+) -> None:
+    """Run trials until the trial cap is met or the next one could not finish in time."""
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state.is_finished() for t in trials)
+        if config.search.trials is not None and finished >= config.search.trials:
+            return
+        if budget.remaining_s() <= expected_trial_s(trials):
+            return
+        run_one(study, config, trial_fn, tracker, parent_id, budget, emit, param_counts)
+
+
+def run_one(
+    study: optuna.Study,
+    config: Config,
+    trial_fn: TrialFunction,
+    tracker: Tracker,
+    parent_id: str,
+    budget: Budget,
+    emit: EventHandler,
+    param_counts: Callable[[Candidate], tuple[int, int]],
+) -> None:
+    trial = study.ask()
+    candidate = suggest_candidate(trial, config.space)
+    trained_params, frozen_params = param_counts(candidate)
+    run_id = tracker.start_run(
+        f"trial-{trial.number}",
+        parent_id=parent_id,
+        params={
+            "widths": candidate.label,
+            "frozen_layers": candidate.frozen_layers,
+            "trained_params": trained_params,
+            "frozen_params": frozen_params,
+            "seed": config.search.seed,
+        },
+        tags={"phase": "proxy", "study": study.study_name, "trial": trial.number},
+    )
+    for key, value in {
+        "widths": candidate.label,
+        "frozen_layers": candidate.frozen_layers,
+        "trained_params": trained_params,
+        "frozen_params": frozen_params,
+        "mlflow_run_id": run_id,
+    }.items():
+        trial.set_user_attr(key, value)
+    emit(TrialStarted(trial.number, candidate))
+
+    epochs = config.proxy.epochs
+
+    def report(metrics: EpochMetrics) -> None:
+        tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
+        emit(EpochDone(trial.number, metrics))
+        trial.report(metrics.val_acc, metrics.epoch)
+        if metrics.epoch < epochs:
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}")
+            if budget.remaining_s() < metrics.epoch_time_s + metrics.eval_time_s:
+                raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
+
+    start = time.perf_counter()
+    error = None
+    try:
+        result = trial_fn(candidate, report)
+    except (optuna.TrialPruned, BudgetExhausted) as stop:
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        trial.set_user_attr("stopped", str(stop))
+        study.tell(trial, state=TrialState.PRUNED)
+        tracker.set_tags(run_id, {"state": "pruned", "stopped": str(stop)})
+        tracker.end_run(run_id, "FINISHED")
+    except Exception as failure:  # a trial's bug or divergence must not end the search
+        error = f"{type(failure).__name__}: {failure}"
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        trial.set_user_attr("error", error)
+        study.tell(trial, state=TrialState.FAIL)
+        tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
+        tracker.log_text(run_id, traceback.format_exc(), "error.txt")
+        tracker.end_run(run_id, "FAILED")
+    except BaseException:  # Ctrl-C: record the trial as failed and its run as killed, then stop
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        tracker.end_run(run_id, "KILLED")
+        raise
+    else:
+        trial.set_user_attr("seconds", result.seconds)
+        trial.set_user_attr("cached", result.cached)
+        study.tell(trial, result.score)
+        tracker.log_metrics(
+            run_id,
+            {"proxy_score": result.score, "trial_time_s": result.seconds, "cache_time_s": result.cache_time_s},
+        )
+        tracker.set_tags(run_id, {"state": "complete", "feature_cache": "memory" if result.cached else "none"})
+        tracker.end_run(run_id, "FINISHED")
+
+    trials = study.get_trials(deepcopy=False)
+    summary = next(TrialSummary.from_trial(t) for t in trials if t.number == trial.number)
+    done = [TrialSummary.from_trial(t) for t in trials if t.state == TrialState.COMPLETE]
+    best = max(done, key=lambda t: t.score or 0.0, default=None)
+    emit(TrialEnded(summary, best, error))
+

@@ -1,0 +1,235 @@
+"""``search``: thin command line. Parse, build a validated Config, call the pipeline, draw.
+
+A user's mistake is one line on stderr and exit code 2, before anything is written.
+Heavy imports (torch, optuna, mlflow) happen after parsing, so ``--help`` and errors are fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from search.config import (
+    DATASETS,
+    DEVICES,
+    PRUNERS,
+    Config,
+    ConfigError,
+    load_toml,
+    from_mapping,
+    parse_duration,
+    parse_int_list,
+)
+from search.errors import UserError
+
+if TYPE_CHECKING:
+    from search.study import Event, SearchResult
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+UI_PORT = 5000
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the bad value (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(message)
+
+
+def fail(message: str) -> NoReturn:
+    print(f"search: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="search",
+        description="Find good layer widths for convnets cheaply: frozen random lower layers score "
+        "candidates, Optuna searches, MLflow records everything.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+
+    run = commands.add_parser(
+        "run",
+        help="search width profiles within a time budget",
+        description="Search width profiles with the cheap proxy score within a wall-clock budget. "
+        "Works offline on the bundled digits dataset; state goes to --store (SQLite for Optuna and MLflow).",
+    )
+    run.add_argument("--config", type=Path, metavar="FILE", help="TOML file with [space], [model], [proxy], "
+                     "[data], [search], [store] tables; flags given here override it")
+    group = run.add_argument_group("budget")
+    group.add_argument("--budget", metavar="DURATION", help="wall time for the whole command: 90s, 10m, 2h, 1h30m "
+                       "(default 3m); no trial starts that could not finish in what is left")
+    group.add_argument("--trials", type=int, metavar="N", help="stop after N finished trials in the study "
+                       "(counting those of a resumed run)")
+    group = run.add_argument_group("data")
+    group.add_argument("--dataset", metavar="NAME", help=f"one of {', '.join(DATASETS)} (default digits: "
+                       "scikit-learn's bundled handwritten digits)")
+    group.add_argument("--data-dir", type=Path, metavar="DIR", help="where torchvision datasets live")
+    group.add_argument("--download", action="store_true", default=None,
+                       help="download a torchvision dataset into --data-dir if it is not there")
+    group.add_argument("--train-limit", type=int, metavar="N", help="use only the first N training images")
+    group.add_argument("--val-limit", type=int, metavar="N", help="use only the first N validation images")
+    group = run.add_argument_group("search space")
+    group.add_argument("--layers", type=int, metavar="N", help="number of conv layers (default 5)")
+    group.add_argument("--width-range", metavar="MIN:MAX:STEP", help="widths every layer may take (default 8:256:8)")
+    group.add_argument("--width-choices", metavar="W,W,...", help="explicit widths every layer may take, "
+                       "instead of a range")
+    group.add_argument("--frozen", metavar="K[,K...]", help="frozen random lower layers; several values let "
+                       "the search choose (default 3)")
+    group = run.add_argument_group("proxy")
+    group.add_argument("--proxy-epochs", type=int, metavar="E", help="epochs of the top per trial (default 4)")
+    group.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
+    group.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
+    group.add_argument("--cache-mb", type=float, metavar="MB", help="keep a trial's frozen features in memory up "
+                       "to this size, else recompute them per batch (default 2048)")
+    group.add_argument("--max-kernel-norm", type=float, metavar="C", help="max L2 norm of each conv kernel")
+    group.add_argument("--max-column-norm", type=float, metavar="C", help="max L2 norm of each linear unit's weights")
+    group = run.add_argument_group("run")
+    group.add_argument("--pruner", metavar="NAME", help=f"one of {', '.join(PRUNERS)} (default hyperband)")
+    group.add_argument("--seed", type=int, help="seed of the sampler and of every network's random weights")
+    group.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
+    add_store_arguments(run)
+    run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking server (default: SQLite in the store)")
+    run.add_argument("--resume", action="store_true", default=None, help="continue the latest (or --study) "
+                     "study in the store with its own settings; finished trials are kept")
+    run.add_argument("--study", metavar="NAME", help="study name (default: a new name from the time)")
+
+    ui = commands.add_parser("ui", help="open the MLflow UI on the store", description="Start the MLflow UI on "
+                             "the store's tracking database, bound to 127.0.0.1.")
+    add_store_arguments(ui)
+    ui.add_argument("--port", type=int, default=UI_PORT, help=f"port (default {UI_PORT})")
+    return parser
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, metavar="DIR", help="folder for the study, the MLflow store and "
+                        "artifacts (default ./runs)")
+
+
+# -- config from flags --------------------------------------------------------------
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    config = from_mapping(load_toml(args.config)) if args.config else Config()
+    sections: dict[str, dict[str, object]] = {
+        "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "device": args.device},
+        "data": {
+            "dataset": args.dataset,
+            "data_dir": args.data_dir,
+            "download": args.download,
+            "train_limit": args.train_limit,
+            "val_limit": args.val_limit,
+        },
+        "space": {"layers": args.layers},
+        "proxy": {"epochs": args.proxy_epochs, "batch_size": args.batch_size, "lr": args.lr, "cache_mb": args.cache_mb},
+        "model": {"max_kernel_norm": args.max_kernel_norm, "max_column_norm": args.max_column_norm},
+        "store": {"path": args.store, "tracking_uri": args.tracking_uri, "resume": args.resume,
+                  "study_name": args.study},
+    }
+    if args.budget is not None:
+        sections["search"]["budget_s"] = parse_duration(args.budget)
+    if args.width_range is not None:
+        parts = args.width_range.split(":")
+        if len(parts) != 3:
+            raise ConfigError(f"width range {args.width_range!r} is not MIN:MAX:STEP like 8:256:8")
+        low, high, step = (parse_int_list(part, "width")[0] for part in parts)
+        sections["space"].update(width_min=low, width_max=high, width_step=step, layer_choices=None)
+    if args.frozen is not None:
+        sections["space"]["frozen_layers"] = tuple(
+            int(v) if v.strip().isdigit() else _bad_frozen(v) for v in args.frozen.split(",")
+        )
+    given = {name: {k: v for k, v in values.items() if v is not None} for name, values in sections.items()}
+    config = from_mapping({name: values for name, values in given.items() if values}, base=config)
+    if args.width_choices is not None:
+        choices = parse_int_list(args.width_choices, "width")
+        config = replace(config, space=replace(config.space, layer_choices=(choices,) * config.space.layers))
+    return config.validate()
+
+
+def _bad_frozen(value: str) -> NoReturn:
+    raise ConfigError(f"frozen layers {value.strip()!r} is not a non-negative integer")
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, started_at: float) -> int:
+    config = config_from_args(args)
+    from search.progress import SearchProgress
+    from search.study import Budget, run_search
+
+    quiet_libraries()
+    progress = SearchProgress()
+    try:
+        with progress:
+            result = run_search(config, Budget(config.search.budget_s, started_at), on_event=progress.handle)
+    except KeyboardInterrupt:
+        print(f"search: interrupted; continue with: search run --resume --store {config.store.path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print_result(result, progress)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from search.config import StoreConfig
+
+    store = StoreConfig(path=args.store or StoreConfig().path)
+    if not (store.path / "mlflow.db").is_file():
+        fail(f"no tracking store in {str(store.path)!r}; run 'search run' first or pass --store")
+    command = [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", store.mlflow_uri,
+        "--default-artifact-root", store.artifact_root.as_uri(),
+        "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",
+    ]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+def print_result(result: SearchResult, progress: object) -> None:
+    from search.progress import console, results_table
+
+    console.print(results_table(result))
+    console.print(
+        f"{result.count('COMPLETE')} complete, {result.count('PRUNED')} pruned, {result.count('FAIL')} failed "
+        f"in {result.elapsed_s:.0f} s. Study [bold]{result.study_name}[/] in {result.store}/"
+    )
+    if result.tracking_uri.startswith("sqlite:"):
+        console.print(f"Open the MLflow UI: [bold]search ui --store {result.store}[/]")
+    else:
+        console.print(f"MLflow runs are on {result.tracking_uri} (parent run {result.parent_run_id})")
+
+
+def quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="mlflow")
+
+
+def main(argv: list[str] | None = None) -> int:
+    started_at = time.monotonic()  # the budget counts from here, imports included
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, started_at)
+        return cmd_ui(args)
+    except UserError as error:
+        fail(str(error))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

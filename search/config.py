@@ -1,0 +1,332 @@
+"""Every setting of a search, as frozen dataclasses; TOML loading; validation.
+
+Settings come from three layers, later ones winning: the defaults below, a TOML file
+(``--config``, one table per dataclass: ``[space]``, ``[model]``, ``[proxy]``, ``[data]``,
+``[search]``, ``[store]``), then command-line flags. ``Config.validate`` checks the
+result once, at the edge, and raises ``ConfigError`` naming the bad value.
+
+Example:
+    >>> cfg = Config(search=SearchConfig(budget_s=parse_duration("10m")))
+    >>> cfg.validate().search.budget_s
+    600.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from search.errors import ConfigError
+
+DATASETS = ("digits", "synthetic", "cifar10", "mnist", "fashion-mnist")
+TORCHVISION_DATASETS = ("cifar10", "mnist", "fashion-mnist")
+PRUNERS = ("hyperband", "median", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """What the search may choose: one width per conv layer, and how many are frozen."""
+
+    layers: int = 5
+    width_min: int = 8
+    width_max: int = 256
+    width_step: int = 8
+    # Explicit choices per layer, overriding the range (one tuple per layer).
+    layer_choices: tuple[tuple[int, ...], ...] | None = None
+    # Choices for the number of frozen random lower layers; one value fixes it.
+    frozen_layers: tuple[int, ...] = (3,)
+
+    def choices(self, layer: int) -> tuple[int, ...]:
+        if self.layer_choices is not None:
+            return self.layer_choices[layer]
+        return tuple(range(self.width_min, self.width_max + 1, self.width_step))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The parts of the network that the search does not choose."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    pool_after: tuple[int, ...] | None = None  # None: every second block and the last
+    max_kernel_norm: float | None = None
+    max_column_norm: float | None = None
+    norm_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The cheap score: train the top over cached frozen features for a few epochs."""
+
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    # Cached features of one trial are kept in memory up to this size, otherwise recomputed per batch.
+    cache_mb: float = 2048.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"
+    data_dir: Path | None = None
+    download: bool = False
+    # Caps on the number of images used (None: all), for quick looks at big datasets.
+    train_limit: int | None = None
+    val_limit: int | None = None
+    # Size of the generated dataset (``synthetic`` only).
+    synthetic_train: int = 2000
+    synthetic_val: int = 500
+    synthetic_classes: int = 10
+    synthetic_image_size: int = 16
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    budget_s: float = 180.0
+    trials: int | None = None  # cap on finished trials in the study, counting resumed ones
+    seed: int = 0
+    pruner: str = "hyperband"
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where a search keeps its state: the Optuna study and, by default, the MLflow store."""
+
+    path: Path = Path("runs")
+    tracking_uri: str | None = None  # None: SQLite inside ``path``
+    resume: bool = False
+    study_name: str | None = None  # None: a new name, or with resume the latest study
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{(self.path / 'optuna.db').resolve()}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{(self.path / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return (self.path / "artifacts").resolve()
+
+
+@dataclass(frozen=True)
+class Config:
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def validate(self) -> Config:
+        """Raise ``ConfigError`` for the first bad value; return self when all are fine."""
+        _validate_space(self.space)
+        _validate_model(self.model, self.space)
+        _validate_proxy(self.proxy)
+        _validate_data(self.data)
+        _validate_search(self.search)
+        _validate_store(self.store)
+        return self
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """``{"space.layers": 5, ...}``: for logging as MLflow params."""
+        flat: dict[str, Any] = {}
+        for section in fields(self):
+            for key, value in dataclasses.asdict(getattr(self, section.name)).items():
+                flat[f"{section.name}.{key}"] = value
+        return flat
+
+
+# -- parsing ------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smh])")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"10m"``, ``"2h"``, ``"1h30m"`` or plain seconds -> seconds."""
+    stripped = str(text).strip().lower()
+    try:
+        seconds = float(stripped)
+    except ValueError:
+        parts = _DURATION.findall(stripped)
+        if not parts or "".join(n + u for n, u in parts) != stripped:
+            raise ConfigError(f"budget {text!r} is not a duration like 90s, 10m, 2h or 1h30m") from None
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    if seconds <= 0:
+        raise ConfigError(f"budget {text!r} must be more than zero")
+    return seconds
+
+
+def parse_int_list(text: str, what: str) -> tuple[int, ...]:
+    """``"8,16,32"`` or ``"8-16-32"`` -> (8, 16, 32); every item a positive integer."""
+    items = [item for item in re.split(r"[,\-\s]+", str(text).strip()) if item]
+    values = []
+    for item in items:
+        if not item.isdigit() or int(item) < 1:
+            raise ConfigError(f"{what} {item!r} is not a positive integer (in {text!r})")
+        values.append(int(item))
+    if not values:
+        raise ConfigError(f"{what} {text!r} names no value")
+    return tuple(values)
+
+
+def load_toml(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+
+
+def from_mapping(mapping: dict[str, dict[str, Any]], base: Config | None = None) -> Config:
+    """Overlay a ``{section: {key: value}}`` mapping (parsed TOML) on ``base``."""
+    config = base or Config()
+    for section_name, values in mapping.items():
+        if section_name not in {f.name for f in fields(Config)} or not isinstance(values, dict):
+            raise ConfigError(f"unknown config section [{section_name}]")
+        section = getattr(config, section_name)
+        known = {f.name for f in fields(section)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r} in [{section_name}]; known: {', '.join(sorted(known))}")
+        converted = {key: _convert(section_name, key, value) for key, value in values.items()}
+        config = replace(config, **{section_name: replace(section, **converted)})
+    return config
+
+
+def _convert(section: str, key: str, value: Any) -> Any:
+    if key == "budget_s" and isinstance(value, str):
+        return parse_duration(value)
+    if key in ("data_dir", "path") and value is not None:
+        return Path(os.path.expanduser(str(value)))
+    if key == "layer_choices" and value is not None:
+        return tuple(tuple(v) for v in value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+# -- validation ---------------------------------------------------------------------
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _require_positive_int(value: Any, what: str) -> None:
+    if not _is_positive_int(value):
+        raise ConfigError(f"{what} {value!r} is not a positive integer")
+
+
+def _validate_space(space: SpaceConfig) -> None:
+    _require_positive_int(space.layers, "layers")
+    if space.layer_choices is not None:
+        if len(space.layer_choices) != space.layers:
+            raise ConfigError(
+                f"layer_choices has {len(space.layer_choices)} entries but there are {space.layers} conv layers"
+            )
+        for layer, choices in enumerate(space.layer_choices):
+            if not choices:
+                raise ConfigError(f"layer_choices for layer {layer + 1} is empty")
+            for width in choices:
+                _require_positive_int(width, "width")
+    else:
+        for name in ("width_min", "width_max", "width_step"):
+            _require_positive_int(getattr(space, name), name)
+        if space.width_min > space.width_max:
+            raise ConfigError(f"width_min {space.width_min} is larger than width_max {space.width_max}")
+    if not space.frozen_layers:
+        raise ConfigError("frozen_layers names no value")
+    for frozen in space.frozen_layers:
+        if not isinstance(frozen, int) or not 0 <= frozen < space.layers:
+            raise ConfigError(
+                f"frozen layers {frozen!r} must be between 0 and {space.layers - 1} for {space.layers} conv layers"
+            )
+
+
+def _validate_model(model: ModelConfig, space: SpaceConfig) -> None:
+    for units in model.hidden:
+        _require_positive_int(units, "hidden width")
+    if model.pool_after is not None:
+        for index in model.pool_after:
+            if not isinstance(index, int) or not 0 <= index < space.layers:
+                raise ConfigError(f"pool_after index {index!r} is not a conv layer (0..{space.layers - 1})")
+    for name in ("max_kernel_norm", "max_column_norm"):
+        value = getattr(model, name)
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise ConfigError(f"{name} {value!r} must be a positive number")
+    if not 0 < model.norm_fraction <= 1:
+        raise ConfigError(f"norm_fraction {model.norm_fraction!r} must be in (0, 1]")
+
+
+def _validate_proxy(proxy: ProxyConfig) -> None:
+    _require_positive_int(proxy.epochs, "proxy epochs")
+    _require_positive_int(proxy.batch_size, "batch size")
+    if not proxy.lr > 0:
+        raise ConfigError(f"learning rate {proxy.lr!r} must be positive")
+    if proxy.weight_decay < 0:
+        raise ConfigError(f"weight decay {proxy.weight_decay!r} must not be negative")
+    if proxy.cache_mb < 0:
+        raise ConfigError(f"cache size {proxy.cache_mb!r} MB must not be negative")
+
+
+def _validate_data(data: DataConfig) -> None:
+    if data.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {data.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if data.dataset in TORCHVISION_DATASETS:
+        if data.data_dir is None:
+            raise ConfigError(f"dataset {data.dataset!r} needs --data-dir (add --download to fetch it there)")
+        if not data.download and not data.data_dir.is_dir():
+            raise ConfigError(f"data dir {str(data.data_dir)!r} does not exist (add --download to fetch it)")
+    for name in ("train_limit", "val_limit"):
+        value = getattr(data, name)
+        if value is not None:
+            _require_positive_int(value, name)
+    for name in ("synthetic_train", "synthetic_val", "synthetic_classes"):
+        _require_positive_int(getattr(data, name), name)
+    if data.synthetic_classes < 2:
+        raise ConfigError(f"synthetic_classes {data.synthetic_classes} must be at least 2")
+    if not _is_positive_int(data.synthetic_image_size) or data.synthetic_image_size < 4:
+        raise ConfigError(f"synthetic_image_size {data.synthetic_image_size!r} must be an integer >= 4")
+
+
+def _validate_search(search: SearchConfig) -> None:
+    if not search.budget_s > 0:
+        raise ConfigError(f"budget {search.budget_s!r} s must be more than zero")
+    if search.trials is not None:
+        _require_positive_int(search.trials, "trials")
+    if not isinstance(search.seed, int) or search.seed < 0:
+        raise ConfigError(f"seed {search.seed!r} must be a non-negative integer")
+    if search.pruner not in PRUNERS:
+        raise ConfigError(f"unknown pruner {search.pruner!r}; choose one of {', '.join(PRUNERS)}")
+    if search.device not in DEVICES:
+        raise ConfigError(f"unknown device {search.device!r}; choose one of {', '.join(DEVICES)}")
+
+
+def nearest_existing(path: Path) -> Path:
+    path = path.expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _validate_store(store: StoreConfig) -> None:
+    # Checked without creating anything, so a bad command leaves no trace.
+    existing = nearest_existing(store.path)
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"store {str(store.path)!r} is not a directory ({str(existing)!r} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"store {str(store.path)!r} is not writable")
+    if store.tracking_uri is not None and not re.match(r"^[a-z][a-z0-9+.\-]*:", store.tracking_uri):
+        raise ConfigError(f"tracking URI {store.tracking_uri!r} is not a URI like http://host:5000 or sqlite:///file.db")

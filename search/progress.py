@@ -1,0 +1,101 @@
+"""What ``search run`` shows while it works and when it ends (rich); no search logic here."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from search.study import EpochDone, Event, SearchResult, SearchStarted, TrialEnded, TrialStarted, TrialSummary
+
+console = Console(highlight=False)
+TOP_ROWS = 5
+
+
+class SearchProgress:
+    """A live line (trial, epoch, best so far, budget bar) and one printed line per trial."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            TimeElapsedColumn(),
+            TextColumn("of {task.fields[budget]}"),
+            console=console,
+            transient=True,
+        )
+        self.task = self.progress.add_task("starting", total=None, budget="?", visible=False)
+        self.started = time.monotonic()
+        self.epochs = 0
+        self.best: TrialSummary | None = None
+        self.trial = ""
+
+    def __enter__(self) -> SearchProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.progress.stop()
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, SearchStarted):
+            self.epochs = event.epochs
+            self.started = time.monotonic()
+            resumed = f", resuming after {event.resumed_trials} trials" if event.resumed_trials else ""
+            console.print(
+                f"Study [bold]{event.study_name}[/] on {event.dataset} ({event.device}), "
+                f"budget {event.budget_s:.0f} s{resumed}"
+            )
+            self.progress.update(self.task, total=event.budget_s, budget=f"{event.budget_s:.0f}s", visible=True)
+        elif isinstance(event, TrialStarted):
+            self.trial = f"trial {event.number} {event.candidate.label} k={event.candidate.frozen_layers}"
+            self._update(f"{self.trial} epoch 0/{self.epochs}")
+        elif isinstance(event, EpochDone):
+            m = event.metrics
+            self._update(f"{self.trial} epoch {m.epoch}/{self.epochs} val_acc {m.val_acc:.3f}")
+        elif isinstance(event, TrialEnded):
+            self.best = event.best
+            t = event.summary
+            outcome = f"val_acc {t.score:.4f}" if t.score is not None else t.state.lower()
+            if event.error:
+                outcome += f" ({event.error})"
+            console.print(
+                f"  trial {t.number:>3}  {t.widths:<24} k={t.frozen_layers}  {outcome:<16} "
+                f"{t.seconds or 0:6.1f} s"
+            )
+            self._update(self.trial)
+
+    def _update(self, text: str) -> None:
+        best = f" | best {self.best.score:.4f} ({self.best.widths})" if self.best and self.best.score else ""
+        self.progress.update(self.task, description=text + best, completed=time.monotonic() - self.started)
+
+
+def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
+    table = Table(title=f"Top candidates of {result.study_name}")
+    for column, justify in (
+        ("rank", "right"),
+        ("trial", "right"),
+        ("widths", "left"),
+        ("frozen", "right"),
+        ("proxy score", "right"),
+        ("trained params", "right"),
+        ("seconds", "right"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=column == "widths")  # type: ignore[arg-type]
+    for rank, trial in enumerate(result.completed()[:rows], start=1):
+        table.add_row(
+            str(rank),
+            str(trial.number),
+            trial.widths,
+            str(trial.frozen_layers),
+            f"{trial.score:.4f}",
+            f"{trial.trained_params:,}" if trial.trained_params is not None else "",
+            f"{trial.seconds:.1f}" if trial.seconds is not None else "",
+        )
+    return table

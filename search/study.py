@@ -1,0 +1,355 @@
+"""The pipeline of one search: store, data, Optuna study, MLflow parent run, trials, result.
+
+``run_search`` is what ``search run`` calls. It owns the side effects at the top (the
+store folder, the study's SQLite storage, the MLflow parent run) and hands a backend the
+trial function, which knows nothing of Optuna, MLflow or the backend that calls it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from search import data as datasets
+from search.config import Config, ConfigError, SpaceConfig, from_mapping
+from search.proxy import Candidate, ProxyResult, score_candidate
+from search.train import EpochMetrics
+from search.tracking import Tracker
+
+# Sections of the config that define a study; a resumed search takes them from the store.
+STUDY_SECTIONS = ("space", "model", "proxy", "data")
+TOP_CANDIDATES = 5
+
+
+# -- budget -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Wall-clock budget of one command, counted from ``started_at`` (time.monotonic())."""
+
+    total_s: float
+    started_at: float
+
+    @property
+    def reserve_s(self) -> float:
+        # Kept back for closing the study: results table, artifacts, run status.
+        return min(5.0, 0.03 * self.total_s)
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def remaining_s(self) -> float:
+        """Seconds left for trials."""
+        return self.total_s - self.reserve_s - self.elapsed_s()
+
+
+class BudgetExhausted(Exception):
+    """Raised from a trial's epoch callback when its next epoch would overrun the budget."""
+
+
+def expected_trial_s(trials: list[FrozenTrial]) -> float:
+    """The longest finished trial so far: a new trial is only started if this much is left."""
+    durations = [t.user_attrs["seconds"] for t in trials if t.state == TrialState.COMPLETE and "seconds" in t.user_attrs]
+    return max(durations, default=0.0)
+
+
+# -- search space -------------------------------------------------------------------
+
+
+def suggest_candidate(trial: optuna.Trial, space: SpaceConfig) -> Candidate:
+    """Ask Optuna for one candidate; width ranges are ordinal (suggest_int with a step)."""
+    widths = []
+    for layer in range(space.layers):
+        name = f"width_{layer + 1}"
+        if space.layer_choices is not None:
+            widths.append(int(trial.suggest_categorical(name, list(space.layer_choices[layer]))))
+        else:
+            widths.append(trial.suggest_int(name, space.width_min, space.width_max, step=space.width_step))
+    if len(space.frozen_layers) == 1:
+        frozen = space.frozen_layers[0]
+    else:
+        frozen = int(trial.suggest_categorical("frozen_layers", list(space.frozen_layers)))
+    return Candidate(tuple(widths), frozen)
+
+
+# -- results ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    number: int
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING
+    widths: str
+    frozen_layers: int
+    score: float | None
+    trained_params: int | None
+    frozen_params: int | None
+    seconds: float | None
+    run_id: str | None
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial) -> TrialSummary:
+        attrs = trial.user_attrs
+        return cls(
+            number=trial.number,
+            state=trial.state.name,
+            widths=attrs.get("widths", ""),
+            frozen_layers=int(attrs.get("frozen_layers", -1)),
+            score=trial.value if trial.state == TrialState.COMPLETE else None,
+            trained_params=attrs.get("trained_params"),
+            frozen_params=attrs.get("frozen_params"),
+            seconds=attrs.get("seconds"),
+            run_id=attrs.get("mlflow_run_id"),
+        )
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    study_name: str
+    parent_run_id: str
+    store: Path
+    tracking_uri: str
+    trials: tuple[TrialSummary, ...]
+    elapsed_s: float
+
+    def completed(self) -> list[TrialSummary]:
+        done = [t for t in self.trials if t.state == "COMPLETE"]
+        return sorted(done, key=lambda t: (-(t.score or 0.0), t.trained_params or 0))
+
+    @property
+    def best(self) -> TrialSummary | None:
+        done = self.completed()
+        return done[0] if done else None
+
+    def count(self, state: str) -> int:
+        return sum(t.state == state for t in self.trials)
+
+
+# -- progress events (the CLI draws them; the pipeline only emits) -------------------
+
+
+@dataclass(frozen=True)
+class SearchStarted:
+    study_name: str
+    resumed_trials: int
+    budget_s: float
+    epochs: int
+    device: str
+    dataset: str
+
+
+@dataclass(frozen=True)
+class TrialStarted:
+    number: int
+    candidate: Candidate
+
+
+@dataclass(frozen=True)
+class EpochDone:
+    number: int
+    metrics: EpochMetrics
+
+
+@dataclass(frozen=True)
+class TrialEnded:
+    summary: TrialSummary
+    best: TrialSummary | None
+    error: str | None = None
+
+
+Event = SearchStarted | TrialStarted | EpochDone | TrialEnded
+EventHandler = Callable[[Event], None]
+
+
+# -- the pipeline -------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but CUDA is not available here")
+    return torch.device(name)
+
+
+def config_to_json(config: Config) -> str:
+    sections = {name: dataclasses.asdict(getattr(config, name)) for name in STUDY_SECTIONS}
+    return json.dumps(sections, default=str)
+
+
+def study_config(config: Config, stored_json: str) -> Config:
+    """The resumed study's own space/model/proxy/data over this command's other settings."""
+    return from_mapping(json.loads(stored_json), base=config)
+
+
+def open_storage(config: Config) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(config.store.optuna_url)
+
+
+def latest_study_name(storage: optuna.storages.BaseStorage) -> str | None:
+    studies = [s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    studies.sort(key=lambda s: s.user_attrs.get("created_at", 0.0))
+    return studies[-1].study_name if studies else None
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "hyperband":
+        # Multi-fidelity: the resource is the proxy epoch.
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+def prepare_resume(config: Config) -> tuple[Config, str]:
+    """For ``--resume``: the study to continue and its stored settings. Writes nothing."""
+    db = config.store.path / "optuna.db"
+    if not db.is_file():
+        raise ConfigError(f"nothing to resume: no study in store {str(config.store.path)!r}")
+    storage = open_storage(config)
+    name = config.store.study_name or latest_study_name(storage)
+    if name is None:
+        raise ConfigError(f"nothing to resume: no study in store {str(config.store.path)!r}")
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise ConfigError(f"study {name!r} is not in store {str(config.store.path)!r}") from None
+    stored = study.user_attrs.get("config")
+    return (study_config(config, stored) if stored else config), name
+
+
+def run_search(config: Config, budget: Budget, on_event: EventHandler | None = None) -> SearchResult:
+    """Run (or, with ``config.store.resume``, continue) one search within ``budget``.
+
+    Example:
+        >>> import tempfile, time
+        >>> from search.config import DataConfig, SearchConfig, StoreConfig, ProxyConfig, ModelConfig
+        >>> cfg = Config(space=SpaceConfig(layers=2, width_min=4, width_max=8, width_step=4, frozen_layers=(1,)),
+        ...              model=ModelConfig(hidden=(8,)), proxy=ProxyConfig(epochs=1),
+        ...              data=DataConfig(dataset="synthetic", synthetic_train=64, synthetic_val=32, synthetic_image_size=8),
+        ...              search=SearchConfig(budget_s=60, trials=2), store=StoreConfig(path=Path(tempfile.mkdtemp())))
+        >>> result = run_search(cfg.validate(), Budget(60, time.monotonic()))
+        >>> result.count("COMPLETE")
+        2
+    """
+    emit = on_event or (lambda event: None)
+    device = resolve_device(config.search.device)
+    study_name = None
+    if config.store.resume:
+        config, study_name = prepare_resume(config)
+    data = datasets.load(config.data, seed=config.search.seed).to(device)
+
+    # Past this point the command writes: the store, the study, the MLflow runs.
+    config.store.path.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(config)
+    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
+    if study_name is None:
+        study_name = new_study_name(storage, config.store.study_name)
+        study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
+        study.set_user_attr("config", config_to_json(config))
+        study.set_user_attr("created_at", time.time())
+        parent_id = tracker.start_run(
+            study_name,
+            params={**config.to_flat_dict(), "seed": config.search.seed},
+            tags={"study": study_name, "phase": "search", "dataset": data.name},
+        )
+        study.set_user_attr("mlflow_parent_run_id", parent_id)
+    else:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        parent_id = study.user_attrs["mlflow_parent_run_id"]
+        fail_stale_trials(study, tracker, parent_id)
+        tracker.reopen_run(parent_id)
+
+    previous = len(study.trials)
+    # Re-seed on resume so the sampler's random start does not replay the first run's picks.
+    study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + previous)
+    study.pruner = make_pruner(config.search.pruner, config.proxy.epochs)
+    emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name))
+
+    def trial_fn(candidate: Candidate, report: Callable[[EpochMetrics], None]) -> ProxyResult:
+        return score_candidate(candidate, data, config.model, config.proxy, config.search.seed, on_epoch=report)
+
+    from search.backends.local import run_trials
+
+    status = "FINISHED"
+    try:
+        run_trials(
+            study,
+            config,
+            trial_fn,
+            tracker,
+            parent_id,
+            budget,
+            emit,
+            param_counts=lambda candidate: param_counts(candidate, data, config),
+        )
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        result = SearchResult(
+            study_name=study_name,
+            parent_run_id=parent_id,
+            store=config.store.path,
+            tracking_uri=config.store.mlflow_uri,
+            trials=tuple(TrialSummary.from_trial(t) for t in study.trials),
+            elapsed_s=budget.elapsed_s(),
+        )
+        close_parent(tracker, result, status)
+    return result
+
+
+def param_counts(candidate: Candidate, data: datasets.TensorData, config: Config) -> tuple[int, int]:
+    from search.proxy import build_model
+
+    model = build_model(candidate, replace(data, x_train=data.x_train[:1].cpu()), config.model, seed=0)
+    return model.trained_params(), model.frozen_params()
+
+
+def new_study_name(storage: optuna.storages.BaseStorage, wanted: str | None) -> str:
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if wanted is not None:
+        if wanted in existing:
+            raise ConfigError(f"study {wanted!r} already exists; add --resume to continue it")
+        return wanted
+    base = time.strftime("search-%Y%m%d-%H%M%S")
+    name, suffix = base, 1
+    while name in existing:
+        suffix += 1
+        name = f"{base}-{suffix}"
+    return name
+
+
+def fail_stale_trials(study: optuna.Study, tracker: Tracker, parent_id: str) -> None:
+    """A killed search leaves its last trial RUNNING in Optuna and MLflow: mark it failed."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    tracker.fail_running_children(parent_id)
+
+
+def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
+    rows = [dataclasses.asdict(t) for t in sorted(result.trials, key=lambda t: t.number)]
+    tracker.log_table(result.parent_run_id, rows, "results.csv")
+    metrics: dict[str, Any] = {
+        "trials_complete": result.count("COMPLETE"),
+        "trials_pruned": result.count("PRUNED"),
+        "trials_failed": result.count("FAIL"),
+        "search_time_s": result.elapsed_s,
+    }
+    best = result.best
+    if best is not None:
+        metrics["best_val_acc"] = best.score
+        tracker.set_tags(result.parent_run_id, {"best_widths": best.widths, "best_trial": best.number})
+        tracker.log_json(result.parent_run_id, dataclasses.asdict(best), "best.json")
+    tracker.log_metrics(result.parent_run_id, metrics)
+    tracker.end_run(result.parent_run_id, status)

@@ -1,0 +1,135 @@
+"""Every MLflow call of the project lives here.
+
+Layout: one experiment (``search`` by default); a parent run per search (tag
+``study``); a child run per trial (tag ``phase=proxy``) nested under it with
+``mlflow.parentRunId``. Per-epoch metrics use step = epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+EXPERIMENT = "search"
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_CHARS = 6000
+
+# MLflow's SQLite store logs alembic migrations at INFO the first time; users need none of it.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    return str(value)[:MAX_PARAM_CHARS]
+
+
+class Tracker:
+    """A thin handle on one MLflow experiment.
+
+    Example:
+        >>> import tempfile; folder = Path(tempfile.mkdtemp())
+        >>> tracker = Tracker(f"sqlite:///{folder}/mlflow.db", folder / "artifacts")
+        >>> parent = tracker.start_run("search-1", tags={"study": "search-1"})
+        >>> child = tracker.start_run("trial-0", parent_id=parent, params={"widths": "8-16"})
+        >>> tracker.log_metrics(child, {"val_acc": 0.5}, step=1)
+        >>> tracker.end_run(child); tracker.end_run(parent)
+        >>> [r.info.status for r in tracker.children(parent)]
+        ['FINISHED']
+    """
+
+    def __init__(self, tracking_uri: str, artifact_root: Path | None = None, experiment: str = EXPERIMENT) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            # A local SQLite store keeps artifacts beside it; a server decides for itself.
+            location = artifact_root.as_uri() if artifact_root is not None and _is_local(tracking_uri) else None
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+
+    def start_run(
+        self,
+        name: str,
+        parent_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> str:
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent_id is not None:
+            all_tags[PARENT_TAG] = parent_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        if params:
+            self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(key, _param_value(value)) for key, value in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
+            self.client.log_batch(run_id, params=items[start : start + 100], synchronous=True)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        stamp = _now_ms()
+        self.client.log_batch(
+            run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()], synchronous=True
+        )
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_json(self, run_id: str, data: Any, artifact_file: str) -> None:
+        self.client.log_text(run_id, json.dumps(data, indent=2), artifact_file)
+
+    def log_table(self, run_id: str, rows: Iterable[Mapping[str, Any]], artifact_file: str) -> None:
+        rows = list(rows)
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        self.client.log_text(run_id, buffer.getvalue(), artifact_file)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def reopen_run(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def get_run(self, run_id: str) -> Any:
+        return self.client.get_run(run_id)
+
+    def children(self, parent_id: str) -> list[Any]:
+        return list(
+            self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'", max_results=5000
+            )
+        )
+
+    def fail_running_children(self, parent_id: str) -> list[str]:
+        """Mark children left RUNNING by a killed process as FAILED; return their ids."""
+        stale = [run.info.run_id for run in self.children(parent_id) if run.info.status == "RUNNING"]
+        for run_id in stale:
+            self.set_tags(run_id, {"failure": "process ended while the run was active"})
+            self.end_run(run_id, RunStatus.to_string(RunStatus.FAILED))
+        return stale
+
+
+def _is_local(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("sqlite:", "file:", "/")) or "://" not in tracking_uri

@@ -1,0 +1,156 @@
+"""The one epoch loop: the proxy, every widening stage and validation all go through ``fit``.
+
+It times each epoch, evaluates, hands an ``EpochMetrics`` to a callback and returns them
+all; it does not log. A callback stops training by raising (pruned, out of budget).
+The hot loop keeps the running loss on the device, so there is one sync per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search.data import batches
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int  # 1-based
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    epoch_time_s: float  # the training pass alone
+    eval_time_s: float
+    images_per_s: float  # training images per second of the training pass
+
+    def as_metrics(self) -> dict[str, float]:
+        """The per-epoch MLflow metrics (step = epoch)."""
+        return {
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "val_acc": self.val_acc,
+            "epoch_time_s": self.epoch_time_s,
+            "eval_time_s": self.eval_time_s,
+            "images_per_s": self.images_per_s,
+        }
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fit(
+    module: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    settings: TrainSettings,
+    *,
+    transform: Transform | None = None,
+    augment: Transform | None = None,
+    after_step: Callable[[], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> list[EpochMetrics]:
+    """Train ``module``'s trainable parameters with Adam for ``settings.epochs`` epochs.
+
+    ``transform`` maps a raw batch to the module's input without gradients (the frozen
+    lower layers, when their output is not cached); ``augment`` applies to training
+    batches only; ``after_step`` runs after every optimiser step (max-norm projection).
+
+    Example:
+        >>> from torch import nn
+        >>> x, y = torch.randn(64, 4), torch.randint(2, (64,))
+        >>> history = fit(nn.Linear(4, 2), x, y, x, y, TrainSettings(epochs=2, batch_size=16, lr=1e-2))
+        >>> [m.epoch for m in history]
+        [1, 2]
+    """
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    device = x_train.device
+    n_train = x_train.shape[0]
+    history: list[EpochMetrics] = []
+    for epoch in range(1, settings.epochs + 1):
+        module.train()
+        synchronize(device)
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for xb, yb in batches(x_train, y_train, settings.batch_size, generator):
+            if transform is not None:
+                with torch.no_grad():
+                    xb = transform(xb)
+            if augment is not None:
+                xb = augment(xb)
+            loss = F.cross_entropy(module(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            loss_sum += loss.detach() * yb.shape[0]
+        train_loss = loss_sum.item() / n_train  # the epoch's one sync
+        epoch_time_s = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise DivergedError(f"training loss is {train_loss} in epoch {epoch}")
+
+        start = time.perf_counter()
+        val_loss, val_acc = evaluate(module, x_val, y_val, settings.batch_size, transform)
+        eval_time_s = time.perf_counter() - start
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            val_acc=val_acc,
+            epoch_time_s=epoch_time_s,
+            eval_time_s=eval_time_s,
+            images_per_s=n_train / epoch_time_s,
+        )
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics)
+    return history
+
+
+@torch.no_grad()
+def evaluate(
+    module: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    transform: Transform | None = None,
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``module`` on (x, y)."""
+    module.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    for xb, yb in batches(x, y, max(batch_size, 512)):
+        if transform is not None:
+            xb = transform(xb)
+        logits = module(xb)
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum")
+        correct += (logits.argmax(dim=1) == yb).sum()
+    n = max(int(x.shape[0]), 1)
+    return loss_sum.item() / n, correct.item() / n
