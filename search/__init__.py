@@ -1,0 +1,49 @@
+"""search: find good layer widths for convnets cheaply.
+
+The public surface (anything else is internal and may change):
+
+    >>> from search import Config, Budget, run_search            # doctest: +SKIP
+    >>> result = run_search(Config().validate(), Budget(180, time.monotonic()))  # doctest: +SKIP
+    >>> result.best.widths                                        # doctest: +SKIP
+    '24-8-216-200-224'
+
+Imports are lazy so that ``search --help`` and its error messages do not wait for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Config": "search.config",
+    "SpaceConfig": "search.config",
+    "ModelConfig": "search.config",
+    "ProxyConfig": "search.config",
+    "DataConfig": "search.config",
+    "SearchConfig": "search.config",
+    "StoreConfig": "search.config",
+    "parse_duration": "search.config",
+    "ConfigError": "search.errors",
+    "DataError": "search.errors",
+    "UserError": "search.errors",
+    "Candidate": "search.proxy",
+    "ProxyResult": "search.proxy",
+    "score_candidate": "search.proxy",
+    "EpochMetrics": "search.train",
+    "TrainSettings": "search.train",
+    "fit": "search.train",
+    "Budget": "search.study",
+    "SearchResult": "search.study",
+    "TrialSummary": "search.study",
+    "run_search": "search.study",
+    "Tracker": "search.tracking",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'search' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -326,7 +327,10 @@ def _validate_store(store: StoreConfig) -> None:
     existing = nearest_existing(store.path)
     if existing.exists() and not existing.is_dir():
         raise ConfigError(f"store {str(store.path)!r} is not a directory ({str(existing)!r} is a file)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"store {str(store.path)!r} is not writable")
+    try:  # a real probe: os.access says yes to root on a read-only mount
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError:
+        raise ConfigError(f"store {str(store.path)!r} is not writable") from None
     if store.tracking_uri is not None and not re.match(r"^[a-z][a-z0-9+.\-]*:", store.tracking_uri):
         raise ConfigError(f"tracking URI {store.tracking_uri!r} is not a URI like http://host:5000 or sqlite:///file.db")

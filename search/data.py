@@ -171,4 +171,4 @@ def load_torchvision(name: str, data_dir: Path, download: bool) -> TensorData:
         splits.append((images.float() / 255.0, torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)))
     (x_train, y_train), (x_val, y_val) = splits
     x_train, x_val = normalise(x_train, x_val)
-    return TensorData(name, x_train, y_train, x_val, y_val, len(dataset_class.classes))
+    return TensorData(name, x_train, y_train, x_val, y_val, len(dataset.classes))

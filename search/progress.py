@@ -35,13 +35,13 @@ class SearchProgress:
         self.trial = ""
 
     def __enter__(self) -> SearchProgress:
-        self.progress.start()
-        return self
+        return self  # the live line starts with the search, after its settings checked out
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
     def handle(self, event: Event) -> None:
         if isinstance(event, SearchStarted):
@@ -53,6 +53,7 @@ class SearchProgress:
                 f"budget {event.budget_s:.0f} s{resumed}"
             )
             self.progress.update(self.task, total=event.budget_s, budget=f"{event.budget_s:.0f}s", visible=True)
+            self.progress.start()
         elif isinstance(event, TrialStarted):
             self.trial = f"trial {event.number} {event.candidate.label} k={event.candidate.frozen_layers}"
             self._update(f"{self.trial} epoch 0/{self.epochs}")

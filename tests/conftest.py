@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny data, tiny configs, and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from search.config import Config, DataConfig, ModelConfig, ProxyConfig, SearchConfig, SpaceConfig, StoreConfig
+from search.data import TensorData, make_synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Flags that make a CLI search tiny: 3 conv layers of 4..16, 8x8 synthetic images.
+TINY_FLAGS = [
+    "--dataset", "synthetic", "--layers", "3", "--width-range", "4:16:4", "--frozen", "1",
+    "--proxy-epochs", "2", "--batch-size", "64", "--device", "cpu",
+]
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_data() -> TensorData:
+    return make_synthetic(256, 128, num_classes=4, image_size=8, seed=0)
+
+
+def tiny_config(store: Path, **search: object) -> Config:
+    return Config(
+        space=SpaceConfig(layers=3, width_min=4, width_max=16, width_step=4, frozen_layers=(1,)),
+        model=ModelConfig(hidden=(16,)),
+        proxy=ProxyConfig(epochs=2, batch_size=64),
+        data=DataConfig(dataset="synthetic", synthetic_train=256, synthetic_val=128, synthetic_classes=4,
+                        synthetic_image_size=8),
+        search=SearchConfig(**{"budget_s": 120.0, "trials": 3, "device": "cpu", "pruner": "none", **search}),  # type: ignore[arg-type]
+        store=StoreConfig(path=store),
+    ).validate()
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The installed console script's code, run as a user would run it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    return subprocess.run(
+        [sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

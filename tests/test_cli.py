@@ -1,0 +1,120 @@
+"""Every user mistake is one line on stderr, exit code 2, no traceback and nothing written."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--dataset", "imagenet"], "'imagenet'"),
+        (["--width-choices", "8,x,32"], "'x'"),
+        (["--width-choices", "8,0"], "'0'"),
+        (["--width-range", "8:abc:8"], "'abc'"),
+        (["--budget", "abc"], "'abc'"),
+        (["--frozen", "5"], "frozen layers 5"),
+        (["--layers", "3", "--frozen", "3"], "frozen layers 3"),
+        (["--frozen", "two"], "'two'"),
+        (["--trials", "0"], "trials 0"),
+        (["--trials", "many"], "'many'"),
+        (["--dataset", "cifar10", "--data-dir", "no/such/dir"], "'no/such/dir'"),
+        (["--dataset", "cifar10"], "--data-dir"),
+        (["--pruner", "sometimes"], "'sometimes'"),
+        (["--config", "missing.toml"], "'missing.toml'"),
+        (["--resume"], "nothing to resume"),
+        (["--tracking-uri", "not a uri"], "'not a uri'"),
+        (["--store", "a_file/store"], "'a_file/store'"),
+        (["--no-such-flag"], "--no-such-flag"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path: Path, args: list[str], named: str) -> None:
+    (tmp_path / "a_file").write_text("")
+    result = run_cli(["run", *args], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("search: error: "), result.stderr
+    assert named in lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_unwritable_store_is_named(tmp_path: Path) -> None:
+    if os.geteuid() == 0:  # root writes through file modes; nobody can create files in /proc/1
+        locked = Path("/proc/1")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+    store = str(locked / "runs")
+    result = run_cli(["run", "--store", store], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"search: error: store {store!r} is not writable"
+    assert not (locked / "runs").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["ui"]])
+def test_help_is_complete(tmp_path: Path, command: list[str]) -> None:
+    from search.cli import build_parser
+
+    result = run_cli([*command, "--help"], cwd=tmp_path)
+    assert result.returncode == 0
+    parser = build_parser()
+    if command:
+        parser = parser._subparsers._group_actions[0].choices[command[0]]  # type: ignore[union-attr]
+    for action in parser._actions:
+        for flag in action.option_strings:
+            assert flag in result.stdout
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{action.option_strings} has no help"
+    assert parser.description
+
+
+def test_ui_without_a_store_is_an_error(tmp_path: Path) -> None:
+    result = run_cli(["ui", "--store", "nowhere"], cwd=tmp_path)
+    assert result.returncode == 2 and "no tracking store in 'nowhere'" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store_on_loopback(tmp_path: Path) -> None:
+    from search.tracking import Tracker
+
+    (tmp_path / "runs").mkdir()
+    Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", tmp_path / "runs" / "artifacts")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "ui", "--port", str(port)], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert time.monotonic() < deadline, "the MLflow UI did not come up in 90 s"
+                time.sleep(0.5)
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=search"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert b'"name": "search"' in response.read().replace(b'":"', b'": "')
+    finally:
+        process.terminate()  # only the server this test started, by its PID
+        process.wait(timeout=30)

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from search.config import Config, ConfigError, SpaceConfig, from_mapping, load_toml, parse_duration, parse_int_list
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400), ("45", 45), ("1.5m", 90)]
+)
+def test_budget_parsing(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "10x", "", "m", "0s", "-5", "10m abc"])
+def test_bad_budget_names_the_value(text: str) -> None:
+    with pytest.raises(ConfigError, match="budget"):
+        parse_duration(text)
+
+
+def test_int_lists() -> None:
+    assert parse_int_list("16-32-64", "width") == (16, 32, 64)
+    assert parse_int_list("8,16", "width") == (8, 16)
+    with pytest.raises(ConfigError, match="'x'"):
+        parse_int_list("8,x", "width")
+    with pytest.raises(ConfigError, match="'0'"):
+        parse_int_list("0,8", "width")
+
+
+def test_toml_overlays_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[space]\nlayers = 4\nfrozen_layers = [1, 2]\n[search]\nbudget_s = "2m"\n[data]\ndata_dir = "~/d"\n')
+    config = from_mapping(load_toml(path)).validate()
+    assert config.space.layers == 4 and config.space.frozen_layers == (1, 2)
+    assert config.search.budget_s == 120
+    assert config.data.data_dir == Path("~/d").expanduser()
+    assert config.proxy == Config().proxy
+
+
+def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[space]\nlayres = 4\n")
+    with pytest.raises(ConfigError, match="'layres'"):
+        from_mapping(load_toml(path))
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (SpaceConfig(frozen_layers=(5,)), "frozen layers 5"),
+        (SpaceConfig(width_min=0), "width_min 0"),
+        (SpaceConfig(layers=2, layer_choices=((8,),)), "layer_choices has 1"),
+        (SpaceConfig(width_min=64, width_max=8), "width_min 64"),
+    ],
+)
+def test_bad_space_is_named(space: SpaceConfig, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config(space=space).validate()
+
+
+def test_space_choices() -> None:
+    assert SpaceConfig(width_min=8, width_max=32, width_step=8).choices(0) == (8, 16, 24, 32)
+    assert SpaceConfig(layers=2, layer_choices=((4,), (8, 16))).choices(1) == (8, 16)

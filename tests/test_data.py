@@ -1,0 +1,87 @@
+import hashlib
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision import datasets as tv
+
+from search.config import DataConfig
+from search.data import batches, load, load_digits, make_synthetic
+from search.errors import DataError
+
+
+def test_digits_are_bundled_split_deterministically_and_normalised() -> None:
+    a, b = load_digits(), load_digits()
+    assert a.x_train.shape == (1438, 1, 16, 16) and a.x_val.shape == (359, 1, 16, 16)
+    assert torch.equal(a.y_val, b.y_val) and a.num_classes == 10
+    assert abs(a.x_train.mean().item()) < 1e-4 and abs(a.x_train.std().item() - 1) < 1e-3
+
+
+def test_synthetic_is_a_function_of_its_seed() -> None:
+    a, b, c = make_synthetic(64, 16, 3, 8, seed=1), make_synthetic(64, 16, 3, 8, seed=1), make_synthetic(64, 16, 3, 8, 2)
+    assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
+    assert a.x_train.shape == (64, 3, 8, 8) and set(a.y_train.tolist()) <= {0, 1, 2}
+
+
+def test_limits_cut_both_splits() -> None:
+    data = load(DataConfig(dataset="digits", train_limit=100, val_limit=50))
+    assert len(data.y_train) == 100 and len(data.y_val) == 50
+
+
+def test_batches_cover_every_sample_once() -> None:
+    x, y = torch.arange(10).float(), torch.arange(10)
+    seen = torch.cat([yb for _, yb in batches(x, y, 3, torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+
+
+# -- torchvision datasets in their real on-disk formats ------------------------------------
+
+
+def write_cifar10(root: Path, per_batch: int) -> list[tuple[str, str]]:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        entry = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 "labels": rng.integers(0, 10, per_batch).tolist()}
+        (folder / name).write_bytes(pickle.dumps(entry))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    return [(name, hashlib.md5((folder / name).read_bytes()).hexdigest()) for name in [*names, "batches.meta"]]
+
+
+def test_cifar10_is_read_from_its_pickled_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sums = dict(write_cifar10(tmp_path, per_batch=4))
+    # torchvision checks the published checksums; point them at these tiny files instead.
+    monkeypatch.setattr(tv.CIFAR10, "train_list", [[f"data_batch_{i}", sums[f"data_batch_{i}"]] for i in range(1, 6)])
+    monkeypatch.setattr(tv.CIFAR10, "test_list", [["test_batch", sums["test_batch"]]])
+    monkeypatch.setattr(tv.CIFAR10, "meta", {**tv.CIFAR10.meta, "md5": sums["batches.meta"]})
+    data = load(DataConfig(dataset="cifar10", data_dir=tmp_path))
+    assert data.x_train.shape == (20, 3, 32, 32) and data.x_val.shape == (4, 3, 32, 32)
+    assert data.num_classes == 10 and data.y_train.dtype == torch.int64
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_mnist_style_is_read_from_idx_files(tmp_path: Path, name: str, folder: str) -> None:
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    data = load(DataConfig(dataset=name, data_dir=tmp_path))
+    assert data.x_train.shape == (12, 1, 28, 28) and data.x_val.shape == (5, 1, 28, 28)
+    assert data.num_classes == 10
+
+
+def test_a_data_dir_without_the_dataset_is_a_named_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="'cifar10' not found in"):
+        load(DataConfig(dataset="cifar10", data_dir=tmp_path))

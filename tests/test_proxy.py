@@ -1,0 +1,50 @@
+import torch
+
+from search.config import ModelConfig, ProxyConfig
+from search.data import TensorData
+from search.proxy import Candidate, build_model, frozen_features, score_candidate
+from search.train import EpochMetrics
+
+MODEL = ModelConfig(hidden=(16,))
+
+
+def test_cached_features_equal_features_computed_on_the_fly(tiny_data: TensorData) -> None:
+    model = build_model(Candidate((4, 8, 8), 2), tiny_data, MODEL, seed=0)
+    cached = frozen_features(model, tiny_data.x_train)
+    with torch.no_grad():
+        on_the_fly = torch.cat([model.lower()(tiny_data.x_train[i : i + 7]) for i in range(0, 256, 7)])
+    assert cached.shape == (256, 8, 4, 4)
+    torch.testing.assert_close(cached, on_the_fly)
+
+
+def test_cached_and_uncached_trials_learn_the_same(tiny_data: TensorData) -> None:
+    candidate = Candidate((4, 8, 8), 2)
+    cached = score_candidate(candidate, tiny_data, MODEL, ProxyConfig(epochs=2, batch_size=32), seed=0)
+    uncached = score_candidate(candidate, tiny_data, MODEL, ProxyConfig(epochs=2, batch_size=32, cache_mb=0), seed=0)
+    assert cached.cached and not uncached.cached
+    for a, b in zip(cached.history, uncached.history):
+        assert abs(a.train_loss - b.train_loss) < 1e-4
+        assert abs(a.val_acc - b.val_acc) < 1e-2
+
+
+def test_score_is_reported_after_every_epoch_and_is_the_last_val_acc(tiny_data: TensorData) -> None:
+    seen: list[EpochMetrics] = []
+    result = score_candidate(Candidate((4, 8, 8), 1), tiny_data, MODEL, ProxyConfig(epochs=3, batch_size=64), 0,
+                             on_epoch=seen.append)
+    assert [m.epoch for m in seen] == [1, 2, 3]
+    assert result.score == seen[-1].val_acc
+    assert result.trained_params + result.frozen_params == sum(
+        p.numel() for p in build_model(Candidate((4, 8, 8), 1), tiny_data, MODEL, 0).parameters()
+    )
+
+
+def test_proxy_learns_something(tiny_data: TensorData) -> None:
+    result = score_candidate(Candidate((8, 16, 16), 2), tiny_data, MODEL, ProxyConfig(epochs=6, batch_size=32), 0)
+    assert result.score > 0.4  # 4 classes: chance is 0.25
+
+
+def test_only_the_top_trains(tiny_data: TensorData) -> None:
+    result = score_candidate(Candidate((4, 8, 8), 2), tiny_data, MODEL, ProxyConfig(epochs=1), 0)
+    full = score_candidate(Candidate((4, 8, 8), 0), tiny_data, MODEL, ProxyConfig(epochs=1), 0)
+    assert result.frozen_params > 0 and full.frozen_params == 0
+    assert result.trained_params + result.frozen_params == full.trained_params

@@ -1,0 +1,166 @@
+"""End to end: real searches on tiny synthetic data, then the stores read back."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import search.study
+from conftest import ROOT, TINY_FLAGS, run_cli, tiny_config
+from search.proxy import score_candidate
+from search.study import Budget, run_search
+from search.tracking import Tracker
+
+
+def tracker_for(store: Path) -> Tracker:
+    return Tracker(f"sqlite:///{(store / 'mlflow.db').resolve()}")
+
+
+def load_only_study(store: Path) -> optuna.Study:
+    storage = f"sqlite:///{(store / 'optuna.db').resolve()}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+@pytest.mark.slow
+def test_search_run_logs_parent_children_and_epochs_and_keeps_the_study(tmp_path: Path) -> None:
+    result = run_cli(["run", *TINY_FLAGS, "--budget", "2m", "--trials", "4", "--pruner", "none", "--seed", "3"],
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Top candidates" in result.stdout and "search ui --store runs" in result.stdout
+
+    study = load_only_study(tmp_path / "runs")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+
+    tracker = tracker_for(tmp_path / "runs")
+    (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and parent.data.tags["study"] == study.study_name
+    assert parent.data.tags["best_widths"] == study.best_trial.user_attrs["widths"]
+    assert parent.data.metrics["best_val_acc"] == study.best_value
+    artifacts = {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
+    assert {"results.csv", "best.json"} <= artifacts
+
+    children = tracker.children(parent.info.run_id)
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    by_run = {t.user_attrs["mlflow_run_id"]: t for t in trials}
+    for child in children:
+        trial = by_run[child.info.run_id]
+        params = child.data.params
+        assert params["widths"] == trial.user_attrs["widths"] and len(params["widths"].split("-")) == 3
+        assert params["frozen_layers"] == "1" and params["seed"] == "3"
+        assert int(params["trained_params"]) > 0 and int(params["frozen_params"]) > 0
+        assert child.data.tags["phase"] == "proxy"
+        for metric in ("epoch_time_s", "images_per_s", "train_loss", "val_acc"):
+            history = tracker.client.get_metric_history(child.info.run_id, metric)
+            assert sorted(m.step for m in history) == [1, 2]
+        assert child.data.metrics["val_acc"] == trial.value
+
+
+def test_a_trial_that_raises_is_failed_everywhere_and_the_search_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def first_call_raises(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom in the trial")
+        return score_candidate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(search.study, "score_candidate", first_call_raises)
+    result = run_search(tiny_config(tmp_path / "runs", trials=3), Budget(120, time.monotonic()))
+    assert [t.state for t in result.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+
+    tracker = tracker_for(tmp_path / "runs")
+    runs = {r.info.run_id: r for r in tracker.children(result.parent_run_id)}
+    failed = runs[result.trials[0].run_id]
+    assert failed.info.status == "FAILED" and "boom in the trial" in failed.data.tags["error"]
+    assert all(r.info.status != "RUNNING" for r in runs.values())
+    assert tracker.get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def test_nan_loss_fails_the_trial_without_ending_the_search(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "runs", trials=2)
+    from dataclasses import replace
+
+    config = replace(config, proxy=replace(config.proxy, lr=1e30))  # Adam steps of 1e30 overflow at once
+    result = run_search(config, Budget(120, time.monotonic()))
+    assert [t.state for t in result.trials] == ["FAIL", "FAIL"]
+    runs = tracker_for(tmp_path / "runs").children(result.parent_run_id)
+    assert [r.info.status for r in runs] == ["FAILED", "FAILED"]
+    assert all("DivergedError" in r.data.tags["error"] for r in runs)
+
+
+@pytest.mark.slow
+def test_the_command_ends_within_the_budget_plus_ten_percent(tmp_path: Path) -> None:
+    budget_s = 25
+    start = time.monotonic()
+    result = run_cli(["run", *TINY_FLAGS, "--budget", f"{budget_s}s"], cwd=tmp_path)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    assert elapsed <= 1.1 * budget_s, f"took {elapsed:.1f} s for a {budget_s} s budget"
+    study = load_only_study(tmp_path / "runs")
+    assert len(study.trials) >= 3  # it did use the budget
+    assert all(t.state != TrialState.RUNNING for t in study.trials)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_keeps_finished_trials_and_fails_the_killed_one(tmp_path: Path) -> None:
+    # Trials of ~1-2 s (3000 images) so the kill lands inside one.
+    (tmp_path / "slow.toml").write_text("[data]\nsynthetic_train = 3000\nsynthetic_val = 300\n")
+    args = ["run", "--config", "slow.toml", *TINY_FLAGS, "--pruner", "none", "--proxy-epochs", "3"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "search.cli", *args, "--budget", "10m"], cwd=tmp_path,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "no two finished trials in 240 s"
+            time.sleep(0.2)
+            if not (tmp_path / "runs" / "optuna.db").exists():
+                continue
+            try:
+                trials = load_only_study(tmp_path / "runs").get_trials()
+            except (ValueError, KeyError):
+                continue  # the study is being created
+            complete = [t for t in trials if t.state == TrialState.COMPLETE]
+            if len(complete) >= 2 and trials[-1].state == TrialState.RUNNING and trials[-1].intermediate_values:
+                break
+        os.kill(process.pid, signal.SIGKILL)  # the process this test started
+    finally:
+        process.wait(timeout=30)
+
+    before = {t.number: t.value for t in load_only_study(tmp_path / "runs").get_trials()
+              if t.state == TrialState.COMPLETE}
+    killed = load_only_study(tmp_path / "runs").get_trials()[-1]
+    assert killed.state == TrialState.RUNNING
+    target = len(before) + 1 + 2  # the killed trial counts as finished (failed) once resumed
+
+    result = run_cli(["run", "--resume", "--trials", str(target), "--budget", "3m", "--device", "cpu"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming after {len(before) + 1} trials" in result.stdout
+
+    study = load_only_study(tmp_path / "runs")
+    trials = study.get_trials()
+    assert {t.number: t.value for t in trials if t.number in before} == before
+    assert trials[killed.number].state == TrialState.FAIL
+    assert sum(t.state.is_finished() for t in trials) == target
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+    tracker = tracker_for(tmp_path / "runs")
+    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    runs = {r.info.run_id: r for r in tracker.children(parent_id)}
+    assert runs[killed.user_attrs["mlflow_run_id"]].info.status == "FAILED"
+    assert all(r.info.status != "RUNNING" for r in runs.values())
+    assert tracker.get_run(parent_id).info.status == "FINISHED"
+    # The resumed part ran the stored study's settings: 3 proxy epochs on 3-layer nets.
+    new = [t for t in trials if t.number > killed.number and t.state == TrialState.COMPLETE]
+    assert new and all(len(t.user_attrs["widths"].split("-")) == 3 for t in new)

@@ -1,0 +1,59 @@
+import pytest
+import torch
+from torch import nn
+
+from search.train import DivergedError, EpochMetrics, TrainSettings, evaluate, fit
+
+
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 4, generator=generator)
+    return x, (x[:, 0] > 0).long()
+
+
+def test_every_epoch_is_timed_evaluated_and_handed_to_the_callback() -> None:
+    x, y = data()
+    seen: list[EpochMetrics] = []
+    history = fit(nn.Linear(4, 2), x, y, x, y, TrainSettings(epochs=3, batch_size=32, lr=0.1), on_epoch=seen.append)
+    assert history == seen and [m.epoch for m in seen] == [1, 2, 3]
+    assert all(m.epoch_time_s > 0 and m.images_per_s == pytest.approx(128 / m.epoch_time_s) for m in seen)
+    assert seen[-1].val_acc > 0.9 and seen[-1].train_loss < seen[0].train_loss
+
+
+def test_nan_loss_raises_diverged() -> None:
+    x, y = data()
+    with pytest.raises(DivergedError, match="epoch 1"):
+        fit(nn.Linear(4, 2), x * float("nan"), y, x, y, TrainSettings(epochs=2, batch_size=32, lr=0.1))
+
+
+def test_a_callback_that_raises_stops_training() -> None:
+    x, y = data()
+    seen: list[int] = []
+
+    def stop_after_first(m: EpochMetrics) -> None:
+        seen.append(m.epoch)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(nn.Linear(4, 2), x, y, x, y, TrainSettings(epochs=5, batch_size=32, lr=0.1), on_epoch=stop_after_first)
+    assert seen == [1]
+
+
+def test_evaluate_counts_accuracy_exactly() -> None:
+    model = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+    x = torch.tensor([[1.0], [-1.0], [2.0], [3.0]])
+    y = torch.tensor([1, 0, 0, 1])
+    _, accuracy = evaluate(model, x, y, batch_size=3)
+    assert accuracy == 0.75
+
+
+def test_same_seed_same_training() -> None:
+    x, y = data()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 2)
+        runs.append(fit(model, x, y, x, y, TrainSettings(epochs=2, batch_size=16, lr=0.1, seed=5))[-1].train_loss)
+    assert runs[0] == runs[1]
