@@ -1,0 +1,33 @@
+# One command each for a newcomer: `make run` (the main job) and `make test`.
+# Both create .venv and install the package on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+BUDGET ?= 3m
+
+.PHONY: install run test bench ui clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: install
+	$(BIN)/search run --budget $(BUDGET)
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/proxy_vs_full.py
+	$(BIN)/python benchmarks/loop_overhead.py
+
+ui: install
+	$(BIN)/search ui
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
