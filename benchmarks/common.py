@@ -10,7 +10,7 @@ from collections.abc import Callable
 def interleaved_medians(jobs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median wall time of each job, run in turns (A B A B ...) so drift hits all alike."""
     times: dict[str, list[float]] = {name: [] for name in jobs}
-    for name, job in jobs.items():  # warm-up: allocator, kernels, first-call costs
+    for job in jobs.values():  # warm-up: allocator, kernels, first-call costs
         job()
     for _ in range(repeats):
         for name, job in jobs.items():

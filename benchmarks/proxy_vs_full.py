@@ -48,7 +48,7 @@ def main() -> None:
     for widths in PROFILES:
         scores: dict[str, float] = {}
 
-        def run(frozen: int, key: str) -> None:
+        def run(frozen: int, key: str, widths: tuple[int, ...] = widths, scores: dict[str, float] = scores) -> None:
             scores[key] = score_candidate(Candidate(widths, frozen), data, model, proxy, seed=0).score
 
         seconds = interleaved_medians({"proxy": lambda: run(FROZEN, "proxy"), "full": lambda: run(0, "full")},

@@ -1,11 +1,12 @@
 """search: find good layer widths for convnets cheaply.
 
-The public surface (anything else is internal and may change):
+The public surface (anything else is internal and may change)::
 
-    >>> from search import Config, Budget, run_search            # doctest: +SKIP
-    >>> result = run_search(Config().validate(), Budget(180, time.monotonic()))  # doctest: +SKIP
-    >>> result.best.widths                                        # doctest: +SKIP
-    '24-8-216-200-224'
+    import time
+    from search import Budget, Config, run_search
+
+    result = run_search(Config().validate(), Budget(180, time.monotonic()))
+    print(result.best.widths)      # e.g. '24-8-216-200-224'
 
 Imports are lazy so that ``search --help`` and its error messages do not wait for torch.
 """

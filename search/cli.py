@@ -20,15 +20,15 @@ from search.config import (
     PRUNERS,
     Config,
     ConfigError,
-    load_toml,
     from_mapping,
+    load_toml,
     parse_duration,
     parse_int_list,
 )
 from search.errors import UserError
 
 if TYPE_CHECKING:
-    from search.study import Event, SearchResult
+    from search.study import SearchResult
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130

@@ -22,8 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from search import data as datasets
 from search.config import Config, ConfigError, SpaceConfig, from_mapping
 from search.proxy import Candidate, ProxyResult, score_candidate
-from search.train import EpochMetrics
 from search.tracking import Tracker
+from search.train import EpochMetrics
 
 # Sections of the config that define a study; a resumed search takes them from the store.
 STUDY_SECTIONS = ("space", "model", "proxy", "data")
@@ -59,7 +59,9 @@ class BudgetExhausted(Exception):
 
 def expected_trial_s(trials: list[FrozenTrial]) -> float:
     """The longest finished trial so far: a new trial is only started if this much is left."""
-    durations = [t.user_attrs["seconds"] for t in trials if t.state == TrialState.COMPLETE and "seconds" in t.user_attrs]
+    durations = [
+        t.user_attrs["seconds"] for t in trials if t.state == TrialState.COMPLETE and "seconds" in t.user_attrs
+    ]
     return max(durations, default=0.0)
 
 
@@ -236,7 +238,8 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         >>> from search.config import DataConfig, SearchConfig, StoreConfig, ProxyConfig, ModelConfig
         >>> cfg = Config(space=SpaceConfig(layers=2, width_min=4, width_max=8, width_step=4, frozen_layers=(1,)),
         ...              model=ModelConfig(hidden=(8,)), proxy=ProxyConfig(epochs=1),
-        ...              data=DataConfig(dataset="synthetic", synthetic_train=64, synthetic_val=32, synthetic_image_size=8),
+        ...              data=DataConfig(dataset="synthetic", synthetic_train=64, synthetic_val=32,
+        ...                              synthetic_image_size=8),
         ...              search=SearchConfig(budget_s=60, trials=2), store=StoreConfig(path=Path(tempfile.mkdtemp())))
         >>> result = run_search(cfg.validate(), Budget(60, time.monotonic()))
         >>> result.count("COMPLETE")
@@ -279,11 +282,11 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     def trial_fn(candidate: Candidate, report: Callable[[EpochMetrics], None]) -> ProxyResult:
         return score_candidate(candidate, data, config.model, config.proxy, config.search.seed, on_epoch=report)
 
-    from search.backends.local import run_trials
+    from search.backends.local import LocalTrials
 
     status = "FINISHED"
     try:
-        run_trials(
+        LocalTrials(
             study,
             config,
             trial_fn,
@@ -292,7 +295,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             budget,
             emit,
             param_counts=lambda candidate: param_counts(candidate, data, config),
-        )
+        ).run()
     except BaseException:
         status = "KILLED"
         raise

@@ -29,7 +29,9 @@ def test_int_lists() -> None:
 
 def test_toml_overlays_defaults(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('[space]\nlayers = 4\nfrozen_layers = [1, 2]\n[search]\nbudget_s = "2m"\n[data]\ndata_dir = "~/d"\n')
+    path.write_text(
+        '[space]\nlayers = 4\nfrozen_layers = [1, 2]\n[search]\nbudget_s = "2m"\n[data]\ndata_dir = "~/d"\n'
+    )
     config = from_mapping(load_toml(path)).validate()
     assert config.space.layers == 4 and config.space.frozen_layers == (1, 2)
     assert config.search.budget_s == 120

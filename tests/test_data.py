@@ -21,7 +21,8 @@ def test_digits_are_bundled_split_deterministically_and_normalised() -> None:
 
 
 def test_synthetic_is_a_function_of_its_seed() -> None:
-    a, b, c = make_synthetic(64, 16, 3, 8, seed=1), make_synthetic(64, 16, 3, 8, seed=1), make_synthetic(64, 16, 3, 8, 2)
+    a, b = make_synthetic(64, 16, 3, 8, seed=1), make_synthetic(64, 16, 3, 8, seed=1)
+    c = make_synthetic(64, 16, 3, 8, seed=2)
     assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
     assert a.x_train.shape == (64, 3, 8, 8) and set(a.y_train.tolist()) <= {0, 1, 2}
 

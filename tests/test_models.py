@@ -45,13 +45,13 @@ def test_frozen_layers_get_no_gradient_and_do_not_change_in_training() -> None:
     assert all(p.grad is not None for p in net.upper().parameters())
     net.zero_grad()
     fit(net, x, y, x, y, TrainSettings(epochs=2, batch_size=16, lr=1e-2))
-    assert all(torch.equal(a, b) for a, b in zip(before, net.lower().parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, net.lower().parameters(), strict=True))
     assert not torch.equal(net.convs()[2].weight, tiny_net(frozen=2).convs()[2].weight)  # the top did train
 
 
 def test_random_weights_are_a_function_of_seed_and_widths() -> None:
     a, b, c = tiny_net(seed=3), tiny_net(seed=3), tiny_net(seed=4)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert not torch.equal(a.convs()[0].weight, c.convs()[0].weight)
 
 

@@ -22,7 +22,7 @@ def test_cached_and_uncached_trials_learn_the_same(tiny_data: TensorData) -> Non
     cached = score_candidate(candidate, tiny_data, MODEL, ProxyConfig(epochs=2, batch_size=32), seed=0)
     uncached = score_candidate(candidate, tiny_data, MODEL, ProxyConfig(epochs=2, batch_size=32, cache_mb=0), seed=0)
     assert cached.cached and not uncached.cached
-    for a, b in zip(cached.history, uncached.history):
+    for a, b in zip(cached.history, uncached.history, strict=True):
         assert abs(a.train_loss - b.train_loss) < 1e-4
         assert abs(a.val_acc - b.val_acc) < 1e-2
 

@@ -40,7 +40,8 @@ def test_search_run_logs_parent_children_and_epochs_and_keeps_the_study(tmp_path
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
 
     tracker = tracker_for(tmp_path / "runs")
-    (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "FINISHED" and parent.data.tags["study"] == study.study_name
     assert parent.data.tags["best_widths"] == study.best_trial.user_attrs["widths"]
     assert parent.data.metrics["best_val_acc"] == study.best_value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
@@ -33,43 +34,39 @@ from search.train import EpochMetrics
 TrialFunction = Callable[[Candidate, Callable[[EpochMetrics], None]], ProxyResult]
 
 
-def run_trials(
-    study: optuna.Study,
-    config: Config,
-    trial_fn: TrialFunction,
-    tracker: Tracker,
-    parent_id: str,
-    budget: Budget,
-    emit: EventHandler,
-    param_counts: Callable[[Candidate], tuple[int, int]],
-) -> None:
-    """Run trials until the trial cap is met or the next one could not finish in time."""
-    while True:
-        trials = study.get_trials(deepcopy=False)
-        finished = sum(t.state.is_finished() for t in trials)
-        if config.search.trials is not None and finished >= config.search.trials:
-            return
-        if budget.remaining_s() <= expected_trial_s(trials):
-            return
-        run_one(study, config, trial_fn, tracker, parent_id, budget, emit, param_counts)
+@dataclass(frozen=True)
+class LocalTrials:
+    """Everything a trial needs from its search; ``run`` runs them until time or the cap."""
+
+    study: optuna.Study
+    config: Config
+    trial_fn: TrialFunction
+    tracker: Tracker
+    parent_id: str
+    budget: Budget
+    emit: EventHandler
+    param_counts: Callable[[Candidate], tuple[int, int]]
+
+    def run(self) -> None:
+        """Run trials until the trial cap is met or the next one could not finish in time."""
+        while True:
+            trials = self.study.get_trials(deepcopy=False)
+            finished = sum(t.state.is_finished() for t in trials)
+            if self.config.search.trials is not None and finished >= self.config.search.trials:
+                return
+            if self.budget.remaining_s() <= expected_trial_s(trials):
+                return
+            run_one(self)
 
 
-def run_one(
-    study: optuna.Study,
-    config: Config,
-    trial_fn: TrialFunction,
-    tracker: Tracker,
-    parent_id: str,
-    budget: Budget,
-    emit: EventHandler,
-    param_counts: Callable[[Candidate], tuple[int, int]],
-) -> None:
+def run_one(ctx: LocalTrials) -> None:
+    study, config, tracker, budget, emit = ctx.study, ctx.config, ctx.tracker, ctx.budget, ctx.emit
     trial = study.ask()
     candidate = suggest_candidate(trial, config.space)
-    trained_params, frozen_params = param_counts(candidate)
+    trained_params, frozen_params = ctx.param_counts(candidate)
     run_id = tracker.start_run(
         f"trial-{trial.number}",
-        parent_id=parent_id,
+        parent_id=ctx.parent_id,
         params={
             "widths": candidate.label,
             "frozen_layers": candidate.frozen_layers,
@@ -104,7 +101,7 @@ def run_one(
     start = time.perf_counter()
     error = None
     try:
-        result = trial_fn(candidate, report)
+        result = ctx.trial_fn(candidate, report)
     except (optuna.TrialPruned, BudgetExhausted) as stop:
         trial.set_user_attr("seconds", time.perf_counter() - start)
         trial.set_user_attr("stopped", str(stop))
