@@ -69,14 +69,7 @@ def build_parser() -> Parser:
                        "(default 3m); no trial starts that could not finish in what is left")
     group.add_argument("--trials", type=int, metavar="N", help="stop after N finished trials in the study "
                        "(counting those of a resumed run)")
-    group = run.add_argument_group("data")
-    group.add_argument("--dataset", metavar="NAME", help=f"one of {', '.join(DATASETS)} (default digits: "
-                       "scikit-learn's bundled handwritten digits)")
-    group.add_argument("--data-dir", type=Path, metavar="DIR", help="where torchvision datasets live")
-    group.add_argument("--download", action="store_true", default=None,
-                       help="download a torchvision dataset into --data-dir if it is not there")
-    group.add_argument("--train-limit", type=int, metavar="N", help="use only the first N training images")
-    group.add_argument("--val-limit", type=int, metavar="N", help="use only the first N validation images")
+    add_data_arguments(run)
     group = run.add_argument_group("search space")
     group.add_argument("--layers", type=int, metavar="N", help="number of conv layers (default 5)")
     group.add_argument("--width-range", metavar="MIN:MAX:STEP", help="widths every layer may take (default 8:256:8)")
@@ -102,11 +95,47 @@ def build_parser() -> Parser:
                      "study in the store with its own settings; finished trials are kept")
     run.add_argument("--study", metavar="NAME", help="study name (default: a new name from the time)")
 
+    train = commands.add_parser(
+        "train",
+        help="train one width profile fully, optionally by progressive widening",
+        description="Train one width profile in full: at 1/8 of its widths, then widened to 1/4, 1/2 and 1 "
+        "(loading the trained kernels), or from scratch with --progressive none. A parent MLflow run "
+        "and a child run per stage.",
+    )
+    train.add_argument("--widths", required=True, metavar="W-W-...", help="the profile, like 16-32-64-64-128")
+    train.add_argument("--progressive", metavar="MODE", help="partial (default: trained kernels in the first "
+                       "channels, fresh init for the rest), net2net (function-preserving) or none (from scratch)")
+    train.add_argument("--stages", type=int, metavar="S", help="widening stages: widths target/2^(S-1) ... "
+                       "target (default 4)")
+    train.add_argument("--epochs-per-stage", type=int, metavar="E", help="epochs per stage (default 3); "
+                       "none trains S*E epochs")
+    train.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for "
+                       "cifar10) while training")
+    train.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
+    train.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
+    train.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see search run --help)")
+    add_data_arguments(train)
+    train.add_argument("--seed", type=int, help="seed of the random weights and batch order")
+    train.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
+    add_store_arguments(train)
+    train.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking server (default: SQLite in the store)")
+
     ui = commands.add_parser("ui", help="open the MLflow UI on the store", description="Start the MLflow UI on "
                              "the store's tracking database, bound to 127.0.0.1.")
     add_store_arguments(ui)
     ui.add_argument("--port", type=int, default=UI_PORT, help=f"port (default {UI_PORT})")
     return parser
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", metavar="NAME", help=f"one of {', '.join(DATASETS)} (default digits: "
+                       "scikit-learn's bundled handwritten digits)")
+    group.add_argument("--data-dir", type=Path, metavar="DIR", help="where torchvision datasets live")
+    group.add_argument("--download", action="store_true", default=None,
+                       help="download a torchvision dataset into --data-dir if it is not there")
+    group.add_argument("--train-limit", type=int, metavar="N", help="use only the first N training images")
+    group.add_argument("--val-limit", type=int, metavar="N", help="use only the first N validation images")
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +146,9 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
 # -- config from flags --------------------------------------------------------------
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def config_from_args(namespace: argparse.Namespace) -> Config:
+    """The validated Config: defaults, then the --config file, then the flags given."""
+    args = argparse.Namespace(**{**dict.fromkeys(FLAG_NAMES), **vars(namespace)})
     config = from_mapping(load_toml(args.config)) if args.config else Config()
     sections: dict[str, dict[str, object]] = {
         "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "device": args.device},
@@ -130,6 +161,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         },
         "space": {"layers": args.layers},
         "proxy": {"epochs": args.proxy_epochs, "batch_size": args.batch_size, "lr": args.lr, "cache_mb": args.cache_mb},
+        "full": {"mode": args.progressive, "stages": args.stages, "epochs_per_stage": args.epochs_per_stage,
+                 "augment": args.augment, "batch_size": args.batch_size, "lr": args.lr},
         "model": {"max_kernel_norm": args.max_kernel_norm, "max_column_norm": args.max_column_norm},
         "store": {"path": args.store, "tracking_uri": args.tracking_uri, "resume": args.resume,
                   "study_name": args.study},
@@ -154,6 +187,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return config.validate()
 
 
+FLAG_NAMES = (
+    "config", "budget", "trials", "seed", "pruner", "device", "dataset", "data_dir", "download", "train_limit",
+    "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "batch_size", "lr", "cache_mb",
+    "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
+    "epochs_per_stage", "augment",
+)
+
+
 def _bad_frozen(value: str) -> NoReturn:
     raise ConfigError(f"frozen layers {value.strip()!r} is not a non-negative integer")
 
@@ -175,6 +216,31 @@ def cmd_run(args: argparse.Namespace, started_at: float) -> int:
         print(f"search: interrupted; continue with: search run --resume --store {config.store.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print_result(result, progress)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    widths = parse_int_list(args.widths, "width")
+    namespace = vars(args).copy()
+    namespace.update(layers=len(widths), frozen="0")  # full training freezes nothing
+    config = config_from_args(argparse.Namespace(**namespace))
+    from search.progress import TrainProgress, console
+    from search.study import run_training
+
+    quiet_libraries()
+    try:
+        with TrainProgress() as progress:
+            outcome = run_training(config, widths, on_event=progress.handle)
+    except KeyboardInterrupt:
+        print("search: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    result = outcome.result
+    console.print(
+        f"{result.mode} training of {'-'.join(map(str, result.widths))}: val_acc {result.val_acc:.4f} "
+        f"in {result.seconds:.1f} s (parent run {outcome.parent_run_id})"
+    )
+    if outcome.tracking_uri.startswith("sqlite:"):
+        console.print(f"Open the MLflow UI: [bold]search ui --store {config.store.path}[/]")
     return 0
 
 
@@ -226,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, started_at)
+        if args.command == "train":
+            return cmd_train(args)
         return cmd_ui(args)
     except UserError as error:
         fail(str(error))

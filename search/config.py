@@ -1,7 +1,7 @@
 """Every setting of a search, as frozen dataclasses; TOML loading; validation.
 
 Settings come from three layers, later ones winning: the defaults below, a TOML file
-(``--config``, one table per dataclass: ``[space]``, ``[model]``, ``[proxy]``, ``[data]``,
+(``--config``, one table per dataclass: ``[space]``, ``[model]``, ``[proxy]``, ``[full]``, ``[data]``,
 ``[search]``, ``[store]``), then command-line flags. ``Config.validate`` checks the
 result once, at the edge, and raises ``ConfigError`` naming the bad value.
 
@@ -28,6 +28,7 @@ DATASETS = ("digits", "synthetic", "cifar10", "mnist", "fashion-mnist")
 TORCHVISION_DATASETS = ("cifar10", "mnist", "fashion-mnist")
 PRUNERS = ("hyperband", "median", "none")
 DEVICES = ("auto", "cpu", "cuda")
+WIDEN_CHOICES = ("partial", "net2net", "none")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,20 @@ class ProxyConfig:
     weight_decay: float = 0.0
     # Cached features of one trial are kept in memory up to this size, otherwise recomputed per batch.
     cache_mb: float = 2048.0
+
+
+@dataclass(frozen=True)
+class FullTrainConfig:
+    """Full training of one profile, optionally by progressive widening N -> 2N -> ... -> target."""
+
+    mode: str = "partial"  # partial | net2net | none (the target width from scratch)
+    stages: int = 4  # widths 1/8, 1/4, 1/2, 1 of the target
+    epochs_per_stage: int = 3
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    augment: bool = False  # random shifts (and flips for cifar10), drawn once per batch
+    net2net_noise: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,7 @@ class Config:
     space: SpaceConfig = field(default_factory=SpaceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    full: FullTrainConfig = field(default_factory=FullTrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -132,6 +148,7 @@ class Config:
         _validate_space(self.space)
         _validate_model(self.model, self.space)
         _validate_proxy(self.proxy)
+        _validate_full(self.full)
         _validate_data(self.data)
         _validate_search(self.search)
         _validate_store(self.store)
@@ -271,15 +288,29 @@ def _validate_model(model: ModelConfig, space: SpaceConfig) -> None:
         raise ConfigError(f"norm_fraction {model.norm_fraction!r} must be in (0, 1]")
 
 
+def _validate_optimiser(batch_size: int, lr: float, weight_decay: float) -> None:
+    _require_positive_int(batch_size, "batch size")
+    if not lr > 0:
+        raise ConfigError(f"learning rate {lr!r} must be positive")
+    if weight_decay < 0:
+        raise ConfigError(f"weight decay {weight_decay!r} must not be negative")
+
+
 def _validate_proxy(proxy: ProxyConfig) -> None:
     _require_positive_int(proxy.epochs, "proxy epochs")
-    _require_positive_int(proxy.batch_size, "batch size")
-    if not proxy.lr > 0:
-        raise ConfigError(f"learning rate {proxy.lr!r} must be positive")
-    if proxy.weight_decay < 0:
-        raise ConfigError(f"weight decay {proxy.weight_decay!r} must not be negative")
+    _validate_optimiser(proxy.batch_size, proxy.lr, proxy.weight_decay)
     if proxy.cache_mb < 0:
         raise ConfigError(f"cache size {proxy.cache_mb!r} MB must not be negative")
+
+
+def _validate_full(full: FullTrainConfig) -> None:
+    if full.mode not in WIDEN_CHOICES:
+        raise ConfigError(f"unknown progressive mode {full.mode!r}; choose one of {', '.join(WIDEN_CHOICES)}")
+    _require_positive_int(full.stages, "stages")
+    _require_positive_int(full.epochs_per_stage, "epochs per stage")
+    _validate_optimiser(full.batch_size, full.lr, full.weight_decay)
+    if full.net2net_noise < 0:
+        raise ConfigError(f"net2net noise {full.net2net_noise!r} must not be negative")
 
 
 def _validate_data(data: DataConfig) -> None:

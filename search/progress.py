@@ -9,7 +9,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from search.study import EpochDone, Event, SearchResult, SearchStarted, TrialEnded, TrialStarted, TrialSummary
+from search.study import (
+    EpochDone,
+    Event,
+    SearchResult,
+    SearchStarted,
+    StageStarted,
+    TrialEnded,
+    TrialStarted,
+    TrialSummary,
+)
 
 console = Console(highlight=False)
 TOP_ROWS = 5
@@ -75,6 +84,29 @@ class SearchProgress:
     def _update(self, text: str) -> None:
         best = f" | best {self.best.score:.4f} ({self.best.widths})" if self.best and self.best.score else ""
         self.progress.update(self.task, description=text + best, completed=time.monotonic() - self.started)
+
+
+class TrainProgress:
+    """One line per stage and per epoch of ``search train``."""
+
+    def __enter__(self) -> TrainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, StageStarted):
+            console.print(
+                f"stage {event.stage + 1}/{event.stages}  {'-'.join(map(str, event.widths))}  "
+                f"{event.trained_params:,} trained params"
+            )
+        elif isinstance(event, EpochDone):
+            m = event.metrics
+            console.print(
+                f"  epoch {m.epoch}  train_loss {m.train_loss:.4f}  val_acc {m.val_acc:.4f}  "
+                f"{m.epoch_time_s:.2f} s  {m.images_per_s:,.0f} img/s"
+            )
 
 
 def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:

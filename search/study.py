@@ -19,8 +19,10 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from models import ConvNet, format_widths
 from search import data as datasets
 from search.config import Config, ConfigError, SpaceConfig, from_mapping
+from search.progressive import FullResult
 from search.proxy import Candidate, ProxyResult, score_candidate
 from search.tracking import Tracker
 from search.train import EpochMetrics
@@ -169,7 +171,15 @@ class TrialEnded:
     error: str | None = None
 
 
-Event = SearchStarted | TrialStarted | EpochDone | TrialEnded
+@dataclass(frozen=True)
+class StageStarted:
+    stage: int  # 0-based
+    stages: int
+    widths: tuple[int, ...]
+    trained_params: int
+
+
+Event = SearchStarted | TrialStarted | EpochDone | TrialEnded | StageStarted
 EventHandler = Callable[[Event], None]
 
 
@@ -310,6 +320,76 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         )
         close_parent(tracker, result, status)
     return result
+
+
+def run_training(config: Config, widths: tuple[int, ...], on_event: EventHandler | None = None) -> TrainingResult:
+    """Train one width profile fully (``search train``): a parent run and a child run per stage.
+
+    Example:
+        >>> import tempfile
+        >>> from search.config import DataConfig, FullTrainConfig, ModelConfig, StoreConfig
+        >>> cfg = Config(model=ModelConfig(hidden=(8,)), full=FullTrainConfig(stages=2, epochs_per_stage=1),
+        ...              data=DataConfig(dataset="synthetic", synthetic_train=64, synthetic_val=32,
+        ...                              synthetic_image_size=8),
+        ...              store=StoreConfig(path=Path(tempfile.mkdtemp())))
+        >>> [stage.widths for stage in run_training(cfg.validate(), (4, 8)).result.stages]
+        [(2, 4), (4, 8)]
+    """
+    from search.progressive import stage_multiplier, train_full
+
+    emit = on_event or (lambda event: None)
+    device = resolve_device(config.search.device)
+    data = datasets.load(config.data, seed=config.search.seed).to(device)
+    config.store.path.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
+    label = format_widths(widths)
+    stages = 1 if config.full.mode == "none" else config.full.stages
+    parent_id = tracker.start_run(
+        f"train-{label}",
+        params={**config.to_flat_dict(), "widths": label, "seed": config.search.seed},
+        tags={"phase": "full", "widths": label, "progressive": config.full.mode, "dataset": data.name},
+    )
+    stage_runs: list[str] = []
+
+    def on_stage(stage: int, model: ConvNet) -> None:
+        if stage_runs:
+            tracker.end_run(stage_runs[-1])
+        multiplier = 1.0 if config.full.mode == "none" else stage_multiplier(stage, stages)
+        stage_runs.append(
+            tracker.start_run(
+                f"stage-{stage}-x{multiplier:g}",
+                parent_id=parent_id,
+                params={"widths": format_widths(model.widths), "frozen_layers": 0, "seed": config.search.seed,
+                        "trained_params": model.trained_params(), "frozen_params": model.frozen_params()},
+                tags={"phase": "full", "stage": f"{multiplier:g}", "progressive": config.full.mode},
+            )
+        )
+        emit(StageStarted(stage, stages, model.widths, model.trained_params()))
+
+    def on_epoch(stage: int, metrics: EpochMetrics) -> None:
+        tracker.log_metrics(stage_runs[stage], metrics.as_metrics(), step=metrics.epoch)
+        emit(EpochDone(stage, metrics))
+
+    status = "FAILED"
+    try:
+        result, _ = train_full(widths, data, config.model, config.full, config.search.seed, on_stage, on_epoch)
+        tracker.log_metrics(parent_id, {"val_acc": result.val_acc, "train_time_s": result.seconds})
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if stage_runs:
+            tracker.end_run(stage_runs[-1], status)
+        tracker.end_run(parent_id, status)
+    return TrainingResult(result, parent_id, config.store.mlflow_uri)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    result: FullResult
+    parent_run_id: str
+    tracking_uri: str
 
 
 def param_counts(candidate: Candidate, data: datasets.TensorData, config: Config) -> tuple[int, int]:

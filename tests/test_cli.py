@@ -34,11 +34,16 @@ from conftest import ROOT, run_cli
         (["--tracking-uri", "not a uri"], "'not a uri'"),
         (["--store", "a_file/store"], "'a_file/store'"),
         (["--no-such-flag"], "--no-such-flag"),
+        (["train", "--progressive", "magic"], "'magic'"),
+        (["train", "--widths", "8-x"], "'x'"),
+        (["train", "--dataset", "mnist", "--data-dir", "nope"], "'nope'"),
+        (["train", "--stages", "0"], "stages 0"),
     ],
 )
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path: Path, args: list[str], named: str) -> None:
     (tmp_path / "a_file").write_text("")
-    result = run_cli(["run", *args], cwd=tmp_path)
+    command = ["train", "--widths", "8-16", *args[1:]] if args[0] == "train" else ["run", *args]
+    result = run_cli(command, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("search: error: "), result.stderr
@@ -61,7 +66,7 @@ def test_unwritable_store_is_named(tmp_path: Path) -> None:
     assert not (locked / "runs").exists()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["ui"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["train"], ["ui"]])
 def test_help_is_complete(tmp_path: Path, command: list[str]) -> None:
     from search.cli import build_parser
 

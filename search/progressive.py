@@ -1,0 +1,133 @@
+"""Full training of one width profile, by progressive widening or from scratch.
+
+With ``stages = 4`` the profile is trained at 1/8 of its widths, then widened to 1/4
+(loading the trained kernels, see ``models.widen``), 1/2 and 1, for ``epochs_per_stage``
+each. Mode ``none`` trains the target widths from scratch for the same total epochs, for
+comparison. Every stage goes through the same epoch loop as the proxy (``search.train.fit``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms import v2
+
+from models import ConvNet
+from models.widen import widen
+from search.config import FullTrainConfig, ModelConfig
+from search.data import TensorData
+from search.proxy import Candidate, build_model
+from search.train import EpochMetrics, TrainSettings, Transform, fit
+
+SHIFT_PIXELS = 2
+
+
+def stage_widths(target: Sequence[int], stages: int) -> list[tuple[int, ...]]:
+    """Widths of each stage: target / 2^(stages-1), ..., target / 2, target (at least 1 each).
+
+    Example:
+        >>> stage_widths((16, 32, 64), 3)
+        [(4, 8, 16), (8, 16, 32), (16, 32, 64)]
+    """
+    schedule = []
+    for stage in range(stages):
+        divisor = 2 ** (stages - 1 - stage)
+        schedule.append(tuple(max(1, round(w / divisor)) for w in target))
+    return schedule
+
+
+def stage_multiplier(stage: int, stages: int) -> float:
+    """The stage's width as a fraction of the target: 0.125, 0.25, 0.5, 1.0 for 4 stages."""
+    return 1.0 / 2 ** (stages - 1 - stage)
+
+
+def augmentation(dataset: str, image_size: int) -> Transform:
+    """Random shifts of up to 2 pixels, plus mirror flips where they keep the label (cifar10).
+
+    torchvision draws the shift once per batch: cheap, on the device, no per-sample Python.
+    """
+    steps: list[torch.nn.Module] = [v2.RandomCrop(image_size, padding=SHIFT_PIXELS, padding_mode="reflect")]
+    if dataset == "cifar10":
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: int  # 0-based
+    multiplier: float  # width as a fraction of the target
+    widths: tuple[int, ...]
+    history: tuple[EpochMetrics, ...]
+    trained_params: int
+    seconds: float
+
+    @property
+    def val_acc(self) -> float:
+        return self.history[-1].val_acc
+
+
+@dataclass(frozen=True)
+class FullResult:
+    widths: tuple[int, ...]
+    mode: str
+    stages: tuple[StageResult, ...]
+    seconds: float
+
+    @property
+    def val_acc(self) -> float:
+        return self.stages[-1].val_acc
+
+
+def train_full(
+    widths: Sequence[int],
+    data: TensorData,
+    model_config: ModelConfig,
+    config: FullTrainConfig,
+    seed: int,
+    on_stage: Callable[[int, ConvNet], None] | None = None,
+    on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+) -> tuple[FullResult, ConvNet]:
+    """Train ``widths`` fully; return the per-stage results and the trained network.
+
+    ``on_stage(stage, model)`` is called before each stage trains, ``on_epoch(stage, m)``
+    after each epoch (it may raise to stop).
+    """
+    start = time.perf_counter()
+    target = tuple(int(w) for w in widths)
+    if config.mode == "none":
+        schedule, epochs = [target], config.epochs_per_stage * config.stages
+    else:
+        schedule, epochs = stage_widths(target, config.stages), config.epochs_per_stage
+    augment = augmentation(data.name, data.image_size) if config.augment else None
+    model: ConvNet | None = None
+    results = []
+    for stage, stage_target in enumerate(schedule):
+        stage_start = time.perf_counter()
+        if model is None:
+            model = build_model(Candidate(stage_target, 0), data, model_config, seed)
+        else:
+            mode = "net2net" if config.mode == "net2net" else "partial"
+            model = widen(model, stage_target, mode, seed=seed + stage, noise=config.net2net_noise)
+        if on_stage is not None:
+            on_stage(stage, model)
+        history = fit(
+            model,
+            data.x_train,
+            data.y_train,
+            data.x_val,
+            data.y_val,
+            TrainSettings(epochs, config.batch_size, config.lr, config.weight_decay, seed + stage),
+            augment=augment,
+            after_step=model.apply_constraints_ if model.has_constraints else None,
+            on_epoch=(lambda m, stage=stage: on_epoch(stage, m)) if on_epoch is not None else None,
+        )
+        multiplier = 1.0 if config.mode == "none" else stage_multiplier(stage, config.stages)
+        results.append(
+            StageResult(stage, multiplier, stage_target, tuple(history), model.trained_params(),
+                        time.perf_counter() - stage_start)
+        )
+    assert model is not None
+    return FullResult(target, config.mode, tuple(results), time.perf_counter() - start), model
