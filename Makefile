@@ -23,8 +23,9 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python benchmarks/proxy_vs_full.py
-	$(BIN)/python benchmarks/loop_overhead.py
+	$(BIN)/python -m benchmarks.proxy_vs_full
+	$(BIN)/python -m benchmarks.loop_overhead
+	$(BIN)/python -m benchmarks.progressive_vs_scratch
 
 ui: install
 	$(BIN)/search ui

@@ -9,6 +9,7 @@ Their output is a fixed function of the input, which is what lets the proxy cach
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -135,6 +136,22 @@ class ConvNet(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(x)
+
+    def spec(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this architecture (``ConvNet(**net.spec())``)."""
+        return {
+            "widths": self.widths,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "num_classes": self.num_classes,
+            "frozen": self.frozen,
+            "hidden": self.hidden,
+            "pool_after": self.pool_after,
+            "max_kernel_norm": self.max_kernel_norm,
+            "max_column_norm": self.max_column_norm,
+            "norm_fraction": self.norm_fraction,
+            "seed": self.seed,
+        }
 
     # -- parameters ------------------------------------------------------------------
 

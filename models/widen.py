@@ -26,19 +26,7 @@ WIDEN_MODES: tuple[str, ...] = ("partial", "net2net")
 
 def like(model: ConvNet, widths: Sequence[int], seed: int) -> ConvNet:
     """A freshly initialised ConvNet with ``model``'s settings and new widths."""
-    return ConvNet(
-        widths,
-        in_channels=model.in_channels,
-        image_size=model.image_size,
-        num_classes=model.num_classes,
-        frozen=model.frozen,
-        hidden=model.hidden,
-        pool_after=model.pool_after,
-        max_kernel_norm=model.max_kernel_norm,
-        max_column_norm=model.max_column_norm,
-        norm_fraction=model.norm_fraction,
-        seed=seed,
-    ).to(next(model.parameters()).device)
+    return ConvNet(**{**model.spec(), "widths": tuple(widths), "seed": seed}).to(next(model.parameters()).device)
 
 
 def widen(model: ConvNet, widths: Sequence[int], mode: WidenMode = "partial", seed: int = 0,

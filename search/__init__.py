@@ -24,6 +24,7 @@ _EXPORTS = {
     "DataConfig": "search.config",
     "SearchConfig": "search.config",
     "StoreConfig": "search.config",
+    "FullTrainConfig": "search.config",
     "parse_duration": "search.config",
     "ConfigError": "search.errors",
     "DataError": "search.errors",
@@ -38,6 +39,14 @@ _EXPORTS = {
     "SearchResult": "search.study",
     "TrialSummary": "search.study",
     "run_search": "search.study",
+    "run_training": "search.study",
+    "FullSummary": "search.study",
+    "FullResult": "search.progressive",
+    "train_full": "search.progressive",
+    "Analysis": "search.analysis",
+    "analyse": "search.analysis",
+    "load_checkpoint": "search.analysis",
+    "StopTraining": "search.train",
     "Tracker": "search.tracking",
 }
 

@@ -85,6 +85,12 @@ def build_parser() -> Parser:
                        "to this size, else recompute them per batch (default 2048)")
     group.add_argument("--max-kernel-norm", type=float, metavar="C", help="max L2 norm of each conv kernel")
     group.add_argument("--max-column-norm", type=float, metavar="C", help="max L2 norm of each linear unit's weights")
+    group = run.add_argument_group("full training (second phase)")
+    group.add_argument("--top-k", type=int, metavar="K", help="train the K best proxy candidates in full "
+                       "(default 3; 0 skips the phase)")
+    group.add_argument("--full-fraction", type=float, metavar="F", help="share of the budget kept for full "
+                       "training, e.g. 0.4 (default); 0 skips the phase")
+    add_full_arguments(run, group)
     group = run.add_argument_group("run")
     group.add_argument("--pruner", metavar="NAME", help=f"one of {', '.join(PRUNERS)} (default hyperband)")
     group.add_argument("--seed", type=int, help="seed of the sampler and of every network's random weights")
@@ -103,14 +109,7 @@ def build_parser() -> Parser:
         "and a child run per stage.",
     )
     train.add_argument("--widths", required=True, metavar="W-W-...", help="the profile, like 16-32-64-64-128")
-    train.add_argument("--progressive", metavar="MODE", help="partial (default: trained kernels in the first "
-                       "channels, fresh init for the rest), net2net (function-preserving) or none (from scratch)")
-    train.add_argument("--stages", type=int, metavar="S", help="widening stages: widths target/2^(S-1) ... "
-                       "target (default 4)")
-    train.add_argument("--epochs-per-stage", type=int, metavar="E", help="epochs per stage (default 3); "
-                       "none trains S*E epochs")
-    train.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for "
-                       "cifar10) while training")
+    add_full_arguments(train)
     train.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
     train.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     train.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see search run --help)")
@@ -119,6 +118,23 @@ def build_parser() -> Parser:
     train.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
     add_store_arguments(train)
     train.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking server (default: SQLite in the store)")
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="redraw the kernel statistics and pictures of a logged model",
+        description="Load the weights logged by a full-training run (search train, or a 'full-*' run of "
+        "search run) and write its kernel statistics and pictures to a folder.",
+    )
+    inspect.add_argument("run_id", metavar="RUN_ID", help="the MLflow run that holds model/model.pt")
+    add_store_arguments(inspect)
+    inspect.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking server (default: SQLite in the store)")
+    inspect.add_argument("--out", type=Path, metavar="DIR", help="where to write (default STORE/inspect/RUN_ID)")
+    inspect.add_argument("--data-dir", type=Path, metavar="DIR", help="where the run's torchvision dataset lives "
+                         "on this machine, if not where it was trained")
+    inspect.add_argument("--lazy-threshold", type=float, metavar="A", help="lazy-kernel threshold (default: the "
+                         "run's, else 0.005)")
+    inspect.add_argument("--analysis-images", type=int, metavar="N", help="validation images for the ablations "
+                         "(default 512)")
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the store", description="Start the MLflow UI on "
                              "the store's tracking database, bound to 127.0.0.1.")
@@ -138,6 +154,24 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--val-limit", type=int, metavar="N", help="use only the first N validation images")
 
 
+def add_full_arguments(parser: argparse.ArgumentParser, group: argparse._ArgumentGroup | None = None) -> None:
+    group = group or parser.add_argument_group("full training")
+    group.add_argument("--progressive", metavar="MODE", help="partial (default: trained kernels in the first "
+                       "channels, fresh init for the rest), net2net (function-preserving) or none (from scratch)")
+    group.add_argument("--stages", type=int, metavar="S", help="widening stages: widths target/2^(S-1) ... "
+                       "target (default 4)")
+    group.add_argument("--epochs-per-stage", type=int, metavar="E", help="epochs per stage (default 3); "
+                       "none trains S*E epochs")
+    group.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for "
+                       "cifar10) while training")
+    group.add_argument("--warmup-epochs", type=float, metavar="E", help="linear learning-rate warm-up at the start "
+                       "of every stage, in epochs (default 1)")
+    group.add_argument("--lazy-threshold", type=float, metavar="A", help="a kernel is lazy when zeroing it changes "
+                       "validation accuracy by less than A (default 0.005)")
+    group.add_argument("--analysis-images", type=int, metavar="N", help="validation images for the kernel "
+                       "ablations (default 512)")
+
+
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, metavar="DIR", help="folder for the study, the MLflow store and "
                         "artifacts (default ./runs)")
@@ -151,7 +185,8 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
     args = argparse.Namespace(**{**dict.fromkeys(FLAG_NAMES), **vars(namespace)})
     config = from_mapping(load_toml(args.config)) if args.config else Config()
     sections: dict[str, dict[str, object]] = {
-        "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "device": args.device},
+        "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "device": args.device,
+                   "top_k": args.top_k, "full_fraction": args.full_fraction},
         "data": {
             "dataset": args.dataset,
             "data_dir": args.data_dir,
@@ -162,7 +197,9 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         "space": {"layers": args.layers},
         "proxy": {"epochs": args.proxy_epochs, "batch_size": args.batch_size, "lr": args.lr, "cache_mb": args.cache_mb},
         "full": {"mode": args.progressive, "stages": args.stages, "epochs_per_stage": args.epochs_per_stage,
-                 "augment": args.augment, "batch_size": args.batch_size, "lr": args.lr},
+                 "augment": args.augment, "batch_size": args.batch_size, "lr": args.lr,
+                 "lazy_threshold": args.lazy_threshold, "analysis_images": args.analysis_images,
+                 "warmup_epochs": args.warmup_epochs},
         "model": {"max_kernel_norm": args.max_kernel_norm, "max_column_norm": args.max_column_norm},
         "store": {"path": args.store, "tracking_uri": args.tracking_uri, "resume": args.resume,
                   "study_name": args.study},
@@ -191,7 +228,8 @@ FLAG_NAMES = (
     "config", "budget", "trials", "seed", "pruner", "device", "dataset", "data_dir", "download", "train_limit",
     "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
-    "epochs_per_stage", "augment",
+    "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
+    "warmup_epochs",
 )
 
 
@@ -224,7 +262,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     namespace = vars(args).copy()
     namespace.update(layers=len(widths), frozen="0")  # full training freezes nothing
     config = config_from_args(argparse.Namespace(**namespace))
-    from search.progress import TrainProgress, console
+    from search.progress import TrainProgress, console, layers_table
     from search.study import run_training
 
     quiet_libraries()
@@ -239,8 +277,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{result.mode} training of {'-'.join(map(str, result.widths))}: val_acc {result.val_acc:.4f} "
         f"in {result.seconds:.1f} s (parent run {outcome.parent_run_id})"
     )
+    if outcome.analysis is not None:
+        console.print(layers_table(outcome.analysis))
     if outcome.tracking_uri.startswith("sqlite:"):
         console.print(f"Open the MLflow UI: [bold]search ui --store {config.store.path}[/]")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from search.config import StoreConfig
+
+    store = StoreConfig(path=args.store or StoreConfig().path, tracking_uri=args.tracking_uri)
+    if store.tracking_uri is None and not (store.path / "mlflow.db").is_file():
+        fail(f"no tracking store in {str(store.path)!r}; pass --store or --tracking-uri")
+    out = args.out or store.path / "inspect" / args.run_id
+    if args.lazy_threshold is not None and not 0 <= args.lazy_threshold <= 1:
+        fail(f"lazy threshold {args.lazy_threshold!r} must be an accuracy change in [0, 1]")
+    if args.analysis_images is not None and args.analysis_images < 1:
+        fail(f"analysis images {args.analysis_images!r} is not a positive integer")
+    from search.full import inspect_run
+    from search.progress import console, layers_table
+
+    quiet_libraries()
+    analysis = inspect_run(store, args.run_id, out, args.data_dir, args.analysis_images, args.lazy_threshold)
+    console.print(layers_table(analysis))
+    console.print(f"learned widths {'-'.join(map(str, analysis.learned_widths))} "
+                  f"(searched {'-'.join(map(str, analysis.widths))}); statistics and pictures in {out}/")
     return 0
 
 
@@ -262,9 +324,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def print_result(result: SearchResult, progress: object) -> None:
-    from search.progress import console, results_table
+    from search.progress import console, full_table, results_table
 
     console.print(results_table(result))
+    if result.full:
+        console.print(full_table(result))
+        winner = result.winner
+        if winner is not None:
+            console.print(f"Winner (* above): [bold]{winner.widths}[/], full val_acc {winner.val_acc:.4f}, "
+                          f"learned widths {winner.learned_widths or 'not measured'}; run {winner.run_id}")
     console.print(
         f"{result.count('COMPLETE')} complete, {result.count('PRUNED')} pruned, {result.count('FAIL')} failed "
         f"in {result.elapsed_s:.0f} s. Study [bold]{result.study_name}[/] in {result.store}/"
@@ -281,6 +349,7 @@ def quiet_libraries() -> None:
 
     import optuna
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars on stderr for each artifact
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="mlflow")
@@ -294,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, started_at)
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
         return cmd_ui(args)
     except UserError as error:
         fail(str(error))

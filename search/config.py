@@ -83,8 +83,13 @@ class FullTrainConfig:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.0
+    warmup_epochs: float = 1.0  # linear learning-rate warm-up at the start of every stage
     augment: bool = False  # random shifts (and flips for cifar10), drawn once per batch
     net2net_noise: float = 0.01
+    # Kernel statistics after training: ablations on this many validation images; a kernel is
+    # lazy when zeroing it changes validation accuracy by less than lazy_threshold.
+    analysis_images: int = 512
+    lazy_threshold: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,14 @@ class SearchConfig:
     seed: int = 0
     pruner: str = "hyperband"
     device: str = "auto"
+    # Second phase: the top_k proxy candidates are trained in full (progressive widening) in
+    # the last full_fraction of the budget; top_k = 0 or full_fraction = 0 skips it.
+    top_k: int = 3
+    full_fraction: float = 0.4
+
+    @property
+    def full_phase(self) -> bool:
+        return self.top_k > 0 and self.full_fraction > 0
 
 
 @dataclass(frozen=True)
@@ -311,6 +324,11 @@ def _validate_full(full: FullTrainConfig) -> None:
     _validate_optimiser(full.batch_size, full.lr, full.weight_decay)
     if full.net2net_noise < 0:
         raise ConfigError(f"net2net noise {full.net2net_noise!r} must not be negative")
+    if not full.warmup_epochs >= 0:
+        raise ConfigError(f"warm-up epochs {full.warmup_epochs!r} must not be negative")
+    _require_positive_int(full.analysis_images, "analysis images")
+    if not 0 <= full.lazy_threshold <= 1:
+        raise ConfigError(f"lazy threshold {full.lazy_threshold!r} must be an accuracy change in [0, 1]")
 
 
 def _validate_data(data: DataConfig) -> None:
@@ -344,6 +362,10 @@ def _validate_search(search: SearchConfig) -> None:
         raise ConfigError(f"unknown pruner {search.pruner!r}; choose one of {', '.join(PRUNERS)}")
     if search.device not in DEVICES:
         raise ConfigError(f"unknown device {search.device!r}; choose one of {', '.join(DEVICES)}")
+    if not isinstance(search.top_k, int) or search.top_k < 0:
+        raise ConfigError(f"top-k {search.top_k!r} must be a non-negative integer")
+    if not 0 <= search.full_fraction < 1:
+        raise ConfigError(f"full fraction {search.full_fraction!r} must be in [0, 1)")
 
 
 def nearest_existing(path: Path) -> Path:

@@ -9,7 +9,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from search.analysis import Analysis
 from search.study import (
+    CandidateEnded,
+    CandidateStarted,
     EpochDone,
     Event,
     SearchResult,
@@ -42,6 +45,7 @@ class SearchProgress:
         self.epochs = 0
         self.best: TrialSummary | None = None
         self.trial = ""
+        self.candidate = ""
 
     def __enter__(self) -> SearchProgress:
         return self  # the live line starts with the search, after its settings checked out
@@ -66,6 +70,21 @@ class SearchProgress:
         elif isinstance(event, TrialStarted):
             self.trial = f"trial {event.number} {event.candidate.label} k={event.candidate.frozen_layers}"
             self._update(f"{self.trial} epoch 0/{self.epochs}")
+        elif isinstance(event, CandidateStarted):
+            if event.rank == 1:
+                console.print(f"Full training of the best {event.of} (progressive widening):")
+            self.candidate = f"full {event.rank}/{event.of} {event.widths}"
+            self._update(self.candidate)
+        elif isinstance(event, StageStarted):
+            self.epochs = event.epochs
+            self.trial = f"{self.candidate} stage {event.stage + 1}/{event.stages}"
+            self._update(self.trial)
+        elif isinstance(event, CandidateEnded):
+            f = event.summary
+            outcome = f"val_acc {f.val_acc:.4f}" if f.val_acc is not None else "failed"
+            learned = f"  learned {f.learned_widths}" if f.learned_widths else ""
+            note = f"  ({f.note})" if f.note else ""
+            console.print(f"  full {f.rank:>2}  {f.widths:<24} {outcome:<16}{learned}  {f.seconds:6.1f} s{note}")
         elif isinstance(event, EpochDone):
             m = event.metrics
             self._update(f"{self.trial} epoch {m.epoch}/{self.epochs} val_acc {m.val_acc:.3f}")
@@ -99,7 +118,7 @@ class TrainProgress:
         if isinstance(event, StageStarted):
             console.print(
                 f"stage {event.stage + 1}/{event.stages}  {'-'.join(map(str, event.widths))}  "
-                f"{event.trained_params:,} trained params"
+                f"{event.trained_params:,} trained params, {event.epochs} epochs"
             )
         elif isinstance(event, EpochDone):
             m = event.metrics
@@ -110,17 +129,18 @@ class TrainProgress:
 
 
 def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
-    table = Table(title=f"Top candidates of {result.study_name}")
+    table = Table(title=f"Top candidates of {result.study_name}",
+                  caption="k: frozen random layers, proxy: proxy score, params: trained, s: seconds")
     for column, justify in (
         ("rank", "right"),
         ("trial", "right"),
         ("widths", "left"),
-        ("frozen", "right"),
-        ("proxy score", "right"),
-        ("trained params", "right"),
-        ("seconds", "right"),
+        ("k", "right"),
+        ("proxy", "right"),
+        ("params", "right"),
+        ("s", "right"),
     ):
-        table.add_column(column, justify=justify, no_wrap=column == "widths")  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for rank, trial in enumerate(result.completed()[:rows], start=1):
         table.add_row(
             str(rank),
@@ -130,5 +150,43 @@ def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
             f"{trial.score:.4f}",
             f"{trial.trained_params:,}" if trial.trained_params is not None else "",
             f"{trial.seconds:.1f}" if trial.seconds is not None else "",
+        )
+    return table
+
+
+def full_table(result: SearchResult) -> Table:
+    """The second phase: proxy score beside full accuracy, the winner first."""
+    table = Table(title="Full training (progressive widening); * winner", caption="proxy: proxy score, "
+                  "full: validation accuracy after full training, params: trained, s: seconds")
+    for column in ("rank", "widths", "proxy", "full", "learned widths", "params", "s", "state"):
+        table.add_column(column, justify="left" if column in ("widths", "learned widths", "state") else "right",
+                         no_wrap=True)
+    winner = result.winner
+    for f in sorted(result.full, key=lambda f: f.rank):
+        mark = " *" if winner is not None and f.run_id == winner.run_id else ""
+        table.add_row(
+            f"{f.rank}{mark}",
+            f.widths,
+            f"{f.proxy_score:.4f}" if f.proxy_score is not None else "",
+            f"{f.val_acc:.4f}" if f.val_acc is not None else "",
+            f.learned_widths or "",
+            f"{f.trained_params:,}" if f.trained_params is not None else "",
+            f"{f.seconds:.1f}",
+            f.state.lower(),
+        )
+    return table
+
+
+def layers_table(analysis: Analysis) -> Table:
+    """Per conv layer: searched and learned width and the kernel statistics' means."""
+    table = Table(title=f"Kernels (ablations on {analysis.images} validation images)",
+                  caption="means over a layer's kernels; max drop: largest accuracy drop when one kernel is zeroed")
+    for column in ("layer", "width", "learned", "lazy", "norm", "entropy", "max drop", "mirror lr", "mirror ud"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for layer in analysis.summary()["layers"]:
+        table.add_row(
+            str(layer["layer"]), str(layer["width"]), str(layer["learned_width"]), str(layer["lazy"]),
+            f"{layer['mean_norm']:.3f}", f"{layer['mean_entropy']:.2f}", f"{layer['max_importance']:.3f}",
+            f"{layer['mean_mirror_lr']:.2f}", f"{layer['mean_mirror_ud']:.2f}",
         )
     return table

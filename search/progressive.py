@@ -20,7 +20,7 @@ from models.widen import widen
 from search.config import FullTrainConfig, ModelConfig
 from search.data import TensorData
 from search.proxy import Candidate, build_model
-from search.train import EpochMetrics, TrainSettings, Transform, fit
+from search.train import EpochMetrics, StopTraining, TrainSettings, Transform, fit
 
 SHIFT_PIXELS = 2
 
@@ -71,14 +71,34 @@ class StageResult:
 
 @dataclass(frozen=True)
 class FullResult:
-    widths: tuple[int, ...]
+    widths: tuple[int, ...]  # the target
     mode: str
     stages: tuple[StageResult, ...]
     seconds: float
+    stopped: str | None = None  # why training ended early (the last stage may be short)
 
     @property
     def val_acc(self) -> float:
         return self.stages[-1].val_acc
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None
+
+
+def schedule(target: Sequence[int], config: FullTrainConfig) -> list[tuple[tuple[int, ...], int]]:
+    """(widths, epochs) of each stage: ``none`` is one stage of ``stages * epochs_per_stage`` epochs.
+
+    Example:
+        >>> schedule((8, 16), FullTrainConfig(mode="partial", stages=2, epochs_per_stage=3))
+        [((4, 8), 3), ((8, 16), 3)]
+        >>> schedule((8, 16), FullTrainConfig(mode="none", stages=2, epochs_per_stage=3))
+        [((8, 16), 6)]
+    """
+    target = tuple(int(w) for w in target)
+    if config.mode == "none":
+        return [(target, config.epochs_per_stage * config.stages)]
+    return [(widths, config.epochs_per_stage) for widths in stage_widths(target, config.stages)]
 
 
 def train_full(
@@ -93,18 +113,15 @@ def train_full(
     """Train ``widths`` fully; return the per-stage results and the trained network.
 
     ``on_stage(stage, model)`` is called before each stage trains, ``on_epoch(stage, m)``
-    after each epoch (it may raise to stop).
+    after each epoch. ``on_epoch`` may raise ``StopTraining`` to end early: the result then
+    holds the epochs done so far (``stopped`` says why) and the model as trained so far.
     """
     start = time.perf_counter()
-    target = tuple(int(w) for w in widths)
-    if config.mode == "none":
-        schedule, epochs = [target], config.epochs_per_stage * config.stages
-    else:
-        schedule, epochs = stage_widths(target, config.stages), config.epochs_per_stage
     augment = augmentation(data.name, data.image_size) if config.augment else None
     model: ConvNet | None = None
-    results = []
-    for stage, stage_target in enumerate(schedule):
+    results: list[StageResult] = []
+    stopped = None
+    for stage, (stage_target, epochs) in enumerate(schedule(widths, config)):
         stage_start = time.perf_counter()
         if model is None:
             model = build_model(Candidate(stage_target, 0), data, model_config, seed)
@@ -113,21 +130,35 @@ def train_full(
             model = widen(model, stage_target, mode, seed=seed + stage, noise=config.net2net_noise)
         if on_stage is not None:
             on_stage(stage, model)
-        history = fit(
-            model,
-            data.x_train,
-            data.y_train,
-            data.x_val,
-            data.y_val,
-            TrainSettings(epochs, config.batch_size, config.lr, config.weight_decay, seed + stage),
-            augment=augment,
-            after_step=model.apply_constraints_ if model.has_constraints else None,
-            on_epoch=(lambda m, stage=stage: on_epoch(stage, m)) if on_epoch is not None else None,
-        )
+        history: list[EpochMetrics] = []
+
+        def record(metrics: EpochMetrics, stage: int = stage, history: list[EpochMetrics] = history) -> None:
+            history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(stage, metrics)
+
+        try:
+            fit(
+                model,
+                data.x_train,
+                data.y_train,
+                data.x_val,
+                data.y_val,
+                TrainSettings(epochs, config.batch_size, config.lr, config.weight_decay, seed + stage,
+                              warmup_epochs=config.warmup_epochs),
+                augment=augment,
+                after_step=model.apply_constraints_ if model.has_constraints else None,
+                on_epoch=record,
+            )
+        except StopTraining as stop:
+            stopped = str(stop) or type(stop).__name__
         multiplier = 1.0 if config.mode == "none" else stage_multiplier(stage, config.stages)
         results.append(
             StageResult(stage, multiplier, stage_target, tuple(history), model.trained_params(),
                         time.perf_counter() - stage_start)
         )
+        if stopped is not None:
+            break
     assert model is not None
-    return FullResult(target, config.mode, tuple(results), time.perf_counter() - start), model
+    return FullResult(tuple(int(w) for w in widths), config.mode, tuple(results), time.perf_counter() - start,
+                      stopped), model

@@ -13,19 +13,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from models import ConvNet, format_widths
+from models import format_widths
 from search import data as datasets
 from search.config import Config, ConfigError, SpaceConfig, from_mapping
 from search.progressive import FullResult
 from search.proxy import Candidate, ProxyResult, score_candidate
 from search.tracking import Tracker
-from search.train import EpochMetrics
+from search.train import EpochMetrics, StopTraining
+
+if TYPE_CHECKING:
+    from search.analysis import Analysis
 
 # Sections of the config that define a study; a resumed search takes them from the store.
 STUDY_SECTIONS = ("space", "model", "proxy", "data")
@@ -51,11 +54,20 @@ class Budget:
         return time.monotonic() - self.started_at
 
     def remaining_s(self) -> float:
-        """Seconds left for trials."""
+        """Seconds left for work."""
         return self.total_s - self.reserve_s - self.elapsed_s()
 
+    def first(self, fraction: float) -> Budget:
+        """The budget of a first phase that ends after ``fraction`` of this one.
 
-class BudgetExhausted(Exception):
+        Example:
+            >>> Budget(100.0, 0.0).first(0.6).total_s
+            60.0
+        """
+        return Budget(self.total_s * fraction, self.started_at)
+
+
+class BudgetExhausted(StopTraining):
     """Raised from a trial's epoch callback when its next epoch would overrun the budget."""
 
 
@@ -118,6 +130,23 @@ class TrialSummary:
 
 
 @dataclass(frozen=True)
+class FullSummary:
+    """One candidate of the second phase: trained in full, then analysed."""
+
+    rank: int  # by proxy score, 1-based
+    trial: int | None
+    widths: str
+    proxy_score: float | None
+    state: str  # COMPLETE, STOPPED (budget: fewer stages or epochs), FAIL
+    val_acc: float | None
+    learned_widths: str | None
+    trained_params: int | None
+    seconds: float
+    run_id: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class SearchResult:
     study_name: str
     parent_run_id: str
@@ -125,6 +154,13 @@ class SearchResult:
     tracking_uri: str
     trials: tuple[TrialSummary, ...]
     elapsed_s: float
+    full: tuple[FullSummary, ...] = ()
+
+    @property
+    def winner(self) -> FullSummary | None:
+        """The best full accuracy, preferring candidates whose training completed."""
+        trained = [f for f in self.full if f.val_acc is not None]
+        return max(trained, key=lambda f: (f.state == "COMPLETE", f.val_acc, -f.rank), default=None)
 
     def completed(self) -> list[TrialSummary]:
         done = [t for t in self.trials if t.state == "COMPLETE"]
@@ -177,9 +213,23 @@ class StageStarted:
     stages: int
     widths: tuple[int, ...]
     trained_params: int
+    epochs: int
 
 
-Event = SearchStarted | TrialStarted | EpochDone | TrialEnded | StageStarted
+@dataclass(frozen=True)
+class CandidateStarted:
+    rank: int  # 1-based, by proxy score
+    of: int
+    widths: str
+    proxy_score: float | None
+
+
+@dataclass(frozen=True)
+class CandidateEnded:
+    summary: FullSummary
+
+
+Event = SearchStarted | TrialStarted | EpochDone | TrialEnded | StageStarted | CandidateStarted | CandidateEnded
 EventHandler = Callable[[Event], None]
 
 
@@ -250,7 +300,8 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         ...              model=ModelConfig(hidden=(8,)), proxy=ProxyConfig(epochs=1),
         ...              data=DataConfig(dataset="synthetic", synthetic_train=64, synthetic_val=32,
         ...                              synthetic_image_size=8),
-        ...              search=SearchConfig(budget_s=60, trials=2), store=StoreConfig(path=Path(tempfile.mkdtemp())))
+        ...              search=SearchConfig(budget_s=60, trials=2, top_k=0),
+        ...              store=StoreConfig(path=Path(tempfile.mkdtemp())))
         >>> result = run_search(cfg.validate(), Budget(60, time.monotonic()))
         >>> result.count("COMPLETE")
         2
@@ -293,8 +344,12 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         return score_candidate(candidate, data, config.model, config.proxy, config.search.seed, on_epoch=report)
 
     from search.backends.local import LocalTrials
+    from search.full import run_full_phase
 
+    # The proxy phase ends where the share kept for full training begins.
+    proxy_budget = budget.first(1 - config.search.full_fraction) if config.search.full_phase else budget
     status = "FINISHED"
+    full: list[FullSummary] = []
     try:
         LocalTrials(
             study,
@@ -302,10 +357,14 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             trial_fn,
             tracker,
             parent_id,
-            budget,
+            proxy_budget,
             emit,
             param_counts=lambda candidate: param_counts(candidate, data, config),
         ).run()
+        if config.search.full_phase:
+            ranked = [TrialSummary.from_trial(t) for t in study.trials]
+            ranked = sorted((t for t in ranked if t.state == "COMPLETE"), key=lambda t: (-(t.score or 0.0), t.number))
+            full = run_full_phase(config, budget, data, tracker, parent_id, study_name, ranked, emit)
     except BaseException:
         status = "KILLED"
         raise
@@ -317,6 +376,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             tracking_uri=config.store.mlflow_uri,
             trials=tuple(TrialSummary.from_trial(t) for t in study.trials),
             elapsed_s=budget.elapsed_s(),
+            full=tuple(full),
         )
         close_parent(tracker, result, status)
     return result
@@ -335,7 +395,7 @@ def run_training(config: Config, widths: tuple[int, ...], on_event: EventHandler
         >>> [stage.widths for stage in run_training(cfg.validate(), (4, 8)).result.stages]
         [(2, 4), (4, 8)]
     """
-    from search.progressive import stage_multiplier, train_full
+    from search.full import train_candidate
 
     emit = on_event or (lambda event: None)
     device = resolve_device(config.search.device)
@@ -343,51 +403,27 @@ def run_training(config: Config, widths: tuple[int, ...], on_event: EventHandler
     config.store.path.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
     label = format_widths(widths)
-    stages = 1 if config.full.mode == "none" else config.full.stages
     parent_id = tracker.start_run(
         f"train-{label}",
-        params={**config.to_flat_dict(), "widths": label, "seed": config.search.seed},
+        params={**config.to_flat_dict(), "widths": label, "seed": config.search.seed, "frozen_layers": 0},
         tags={"phase": "full", "widths": label, "progressive": config.full.mode, "dataset": data.name},
     )
-    stage_runs: list[str] = []
-
-    def on_stage(stage: int, model: ConvNet) -> None:
-        if stage_runs:
-            tracker.end_run(stage_runs[-1])
-        multiplier = 1.0 if config.full.mode == "none" else stage_multiplier(stage, stages)
-        stage_runs.append(
-            tracker.start_run(
-                f"stage-{stage}-x{multiplier:g}",
-                parent_id=parent_id,
-                params={"widths": format_widths(model.widths), "frozen_layers": 0, "seed": config.search.seed,
-                        "trained_params": model.trained_params(), "frozen_params": model.frozen_params()},
-                tags={"phase": "full", "stage": f"{multiplier:g}", "progressive": config.full.mode},
-            )
-        )
-        emit(StageStarted(stage, stages, model.widths, model.trained_params()))
-
-    def on_epoch(stage: int, metrics: EpochMetrics) -> None:
-        tracker.log_metrics(stage_runs[stage], metrics.as_metrics(), step=metrics.epoch)
-        emit(EpochDone(stage, metrics))
-
     status = "FAILED"
     try:
-        result, _ = train_full(widths, data, config.model, config.full, config.search.seed, on_stage, on_epoch)
-        tracker.log_metrics(parent_id, {"val_acc": result.val_acc, "train_time_s": result.seconds})
+        outcome = train_candidate(widths, data, config, tracker, parent_id, emit)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        if stage_runs:
-            tracker.end_run(stage_runs[-1], status)
         tracker.end_run(parent_id, status)
-    return TrainingResult(result, parent_id, config.store.mlflow_uri)
+    return TrainingResult(outcome.result, outcome.analysis, parent_id, config.store.mlflow_uri)
 
 
 @dataclass(frozen=True)
 class TrainingResult:
     result: FullResult
+    analysis: Analysis | None
     parent_run_id: str
     tracking_uri: str
 
@@ -434,5 +470,13 @@ def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
         metrics["best_val_acc"] = best.score
         tracker.set_tags(result.parent_run_id, {"best_widths": best.widths, "best_trial": best.number})
         tracker.log_json(result.parent_run_id, dataclasses.asdict(best), "best.json")
+    if result.full:
+        tracker.log_table(result.parent_run_id, [dataclasses.asdict(f) for f in result.full], "full_results.csv")
+    winner = result.winner
+    if winner is not None:
+        metrics["winner_val_acc"] = winner.val_acc
+        tracker.set_tags(result.parent_run_id, {"winner_widths": winner.widths, "winner_run_id": winner.run_id,
+                                                "winner_learned_widths": winner.learned_widths or ""})
+        tracker.log_json(result.parent_run_id, dataclasses.asdict(winner), "winner.json")
     tracker.log_metrics(result.parent_run_id, metrics)
     tracker.end_run(result.parent_run_id, status)

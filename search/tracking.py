@@ -106,6 +106,14 @@ class Tracker:
             writer.writerows(rows)
         self.client.log_text(run_id, buffer.getvalue(), artifact_file)
 
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
+        """Every file under ``folder``, under ``artifact_path`` in the run's artifacts."""
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
+
+    def download(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, artifact_path, str(destination)))
+
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
@@ -122,9 +130,18 @@ class Tracker:
             )
         )
 
+    def descendants(self, run_id: str) -> list[Any]:
+        """Children, their children, ... (a search's full-training runs hold stage runs)."""
+        found, frontier = [], [run_id]
+        while frontier:
+            children = [child for parent in frontier for child in self.children(parent)]
+            found += children
+            frontier = [child.info.run_id for child in children]
+        return found
+
     def fail_running_children(self, parent_id: str) -> list[str]:
-        """Mark children left RUNNING by a killed process as FAILED; return their ids."""
-        stale = [run.info.run_id for run in self.children(parent_id) if run.info.status == "RUNNING"]
+        """Mark runs under ``parent_id`` left RUNNING by a killed process as FAILED; return their ids."""
+        stale = [run.info.run_id for run in self.descendants(parent_id) if run.info.status == "RUNNING"]
         for run_id in stale:
             self.set_tags(run_id, {"failure": "process ended while the run was active"})
             self.end_run(run_id, RunStatus.to_string(RunStatus.FAILED))

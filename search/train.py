@@ -28,6 +28,9 @@ class TrainSettings:
     lr: float
     weight_decay: float = 0.0
     seed: int = 0
+    # Linear learning-rate warm-up over this many epochs' steps: a fresh Adam state on a
+    # widened network otherwise moves every weight by ~lr at once and can kill its ReLUs.
+    warmup_epochs: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,14 @@ class EpochMetrics:
 
 class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class StopTraining(Exception):
+    """Raised by an ``on_epoch`` callback to end training after that epoch (out of time, say).
+
+    ``fit`` lets it through; callers that can use a partly trained model catch it
+    (``search.progressive.train_full`` does, and keeps the epochs done so far).
+    """
 
 
 def synchronize(device: torch.device) -> None:
@@ -89,6 +100,8 @@ def fit(
     """
     parameters = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    warmup_steps = settings.warmup_epochs * math.ceil(x_train.shape[0] / settings.batch_size)
+    step = 0
     generator = torch.Generator().manual_seed(settings.seed)
     device = x_train.device
     n_train = x_train.shape[0]
@@ -107,6 +120,10 @@ def fit(
             loss = F.cross_entropy(module(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if step <= warmup_steps:  # the last of these sets the full rate
+                for group in optimizer.param_groups:
+                    group["lr"] = settings.lr * min(1.0, (step + 1) / (warmup_steps + 1))
+            step += 1
             optimizer.step()
             if after_step is not None:
                 after_step()

@@ -39,7 +39,8 @@ def tiny_config(store: Path, **search: object) -> Config:
         proxy=ProxyConfig(epochs=2, batch_size=64),
         data=DataConfig(dataset="synthetic", synthetic_train=256, synthetic_val=128, synthetic_classes=4,
                         synthetic_image_size=8),
-        search=SearchConfig(**{"budget_s": 120.0, "trials": 3, "device": "cpu", "pruner": "none", **search}),  # type: ignore[arg-type]
+        search=SearchConfig(**{"budget_s": 120.0, "trials": 3, "device": "cpu", "pruner": "none", "top_k": 0,  # type: ignore[arg-type]
+                               **search}),
         store=StoreConfig(path=store),
     ).validate()
 

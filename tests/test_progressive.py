@@ -5,8 +5,9 @@ import pytest
 from conftest import run_cli
 from search.config import FullTrainConfig, ModelConfig
 from search.data import TensorData
-from search.progressive import stage_multiplier, stage_widths, train_full
+from search.progressive import schedule, stage_multiplier, stage_widths, train_full
 from search.tracking import Tracker
+from search.train import EpochMetrics, StopTraining
 
 
 def test_stage_schedule_halves_back_from_the_target() -> None:
@@ -35,6 +36,26 @@ def test_none_trains_the_target_from_scratch_for_the_same_epochs(tiny_data: Tens
     assert [s.widths for s in result.stages] == [(8, 16, 16)] and len(result.stages[0].history) == 6
 
 
+def test_stopping_keeps_the_stages_and_epochs_done_so_far(tiny_data: TensorData) -> None:
+    def stop_in_second_stage(stage: int, metrics: EpochMetrics) -> None:
+        if stage == 1 and metrics.epoch == 1:
+            raise StopTraining("out of time")
+
+    result, model = train_full((8, 16, 16), tiny_data, ModelConfig(hidden=(16,)),
+                               FullTrainConfig(stages=3, epochs_per_stage=2, batch_size=64), seed=0,
+                               on_epoch=stop_in_second_stage)
+    assert result.stopped == "out of time" and not result.complete
+    assert [len(s.history) for s in result.stages] == [2, 1]
+    assert model.widths == (4, 8, 8) and result.val_acc == result.stages[1].history[-1].val_acc
+
+
+def test_schedule_of_each_mode() -> None:
+    assert schedule((8, 16), FullTrainConfig(mode="net2net", stages=3, epochs_per_stage=2)) == [
+        ((2, 4), 2), ((4, 8), 2), ((8, 16), 2)
+    ]
+    assert schedule((8, 16), FullTrainConfig(mode="none", stages=3, epochs_per_stage=2)) == [((8, 16), 6)]
+
+
 @pytest.mark.slow
 def test_search_train_logs_a_child_run_per_stage(tmp_path: Path) -> None:
     result = run_cli(["train", "--widths", "8-16-16", "--dataset", "synthetic", "--stages", "3",
@@ -53,3 +74,29 @@ def test_search_train_logs_a_child_run_per_stage(tmp_path: Path) -> None:
         for metric in ("epoch_time_s", "images_per_s", "train_loss", "val_acc"):
             assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, metric)] == [1, 2]
     assert parent.data.metrics["val_acc"] == stages[-1].data.metrics["val_acc"]
+
+    # The trained weights and the analysis are on the parent run; inspect redraws them.
+    artifacts = {a.path for a in tracker.client.list_artifacts(parent.info.run_id, "analysis")}
+    assert {"analysis/kernels.json", "analysis/widths.png", "analysis/filters_layer1.png",
+            "analysis/kernels_layer3.png", "analysis/feature_maps_layer3.png"} <= artifacts
+    assert [a.path for a in tracker.client.list_artifacts(parent.info.run_id, "model")] == ["model/model.pt"]
+    learned = parent.data.params["learned_widths"].split("-")
+    assert len(learned) == 3 and all(0 <= int(w) <= t for w, t in zip(learned, (8, 16, 16), strict=True))
+    assert "Kernels (ablations on" in result.stdout
+
+    inspected = run_cli(["inspect", parent.info.run_id, "--out", "look"], cwd=tmp_path)
+    assert inspected.returncode == 0, inspected.stderr
+    assert {"kernels.json", "kernels.csv", "widths.png", "kernels_layer2.png"} <= {
+        p.name for p in (tmp_path / "look").iterdir()}
+    assert f"learned widths {parent.data.params['learned_widths']}" in inspected.stdout  # same model, same data
+
+    stage_id = stages[0].info.run_id
+    for args, message in (
+        (["inspect", "0123456789abcdef"], "run '0123456789abcdef' is not in the tracking store"),
+        (["inspect", stage_id], f"run '{stage_id}' has no logged model"),
+        (["inspect", stage_id, "--store", "nowhere"], "no tracking store in 'nowhere'"),
+        (["inspect", stage_id, "--lazy-threshold", "2"], "lazy threshold 2.0 must be"),
+    ):
+        failed = run_cli(args, cwd=tmp_path)
+        assert failed.returncode == 2 and message in failed.stderr and "Traceback" not in failed.stderr, args
+        assert len(failed.stderr.strip().splitlines()) == 1

@@ -2,9 +2,11 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -22,6 +24,17 @@ def tracker_for(store: Path) -> Tracker:
     return Tracker(f"sqlite:///{(store / 'mlflow.db').resolve()}")
 
 
+def study_exists(db: Path) -> bool:
+    """Read-only look (no schema created) for a study row in an Optuna SQLite file."""
+    if not db.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            return connection.execute("SELECT count(*) FROM studies").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
 def load_only_study(store: Path) -> optuna.Study:
     storage = f"sqlite:///{(store / 'optuna.db').resolve()}"
     (summary,) = optuna.get_all_study_summaries(storage)
@@ -30,7 +43,8 @@ def load_only_study(store: Path) -> optuna.Study:
 
 @pytest.mark.slow
 def test_search_run_logs_parent_children_and_epochs_and_keeps_the_study(tmp_path: Path) -> None:
-    result = run_cli(["run", *TINY_FLAGS, "--budget", "2m", "--trials", "4", "--pruner", "none", "--seed", "3"],
+    result = run_cli(["run", *TINY_FLAGS, "--budget", "2m", "--trials", "4", "--pruner", "none", "--seed", "3",
+                      "--top-k", "0"],
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Top candidates" in result.stdout and "search ui --store runs" in result.stdout
@@ -109,6 +123,7 @@ def test_the_command_ends_within_the_budget_plus_ten_percent(tmp_path: Path) -> 
     assert elapsed <= 1.1 * budget_s, f"took {elapsed:.1f} s for a {budget_s} s budget"
     study = load_only_study(tmp_path / "runs")
     assert len(study.trials) >= 3  # it did use the budget
+    assert "Full training" in result.stdout  # and the second phase ran inside it
     assert all(t.state != TrialState.RUNNING for t in study.trials)
 
 
@@ -126,8 +141,8 @@ def test_resume_after_sigkill_keeps_finished_trials_and_fails_the_killed_one(tmp
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             assert time.monotonic() < deadline, "no two finished trials in 240 s"
             time.sleep(0.2)
-            if not (tmp_path / "runs" / "optuna.db").exists():
-                continue
+            if not study_exists(tmp_path / "runs" / "optuna.db"):
+                continue  # opening it with Optuna now would race the process creating its schema
             try:
                 trials = load_only_study(tmp_path / "runs").get_trials()
             except (ValueError, KeyError):
@@ -145,7 +160,8 @@ def test_resume_after_sigkill_keeps_finished_trials_and_fails_the_killed_one(tmp
     assert killed.state == TrialState.RUNNING
     target = len(before) + 1 + 2  # the killed trial counts as finished (failed) once resumed
 
-    result = run_cli(["run", "--resume", "--trials", str(target), "--budget", "3m", "--device", "cpu"], cwd=tmp_path)
+    result = run_cli(["run", "--resume", "--trials", str(target), "--budget", "3m", "--device", "cpu",
+                      "--top-k", "0"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"resuming after {len(before) + 1} trials" in result.stdout
 
@@ -165,3 +181,38 @@ def test_resume_after_sigkill_keeps_finished_trials_and_fails_the_killed_one(tmp
     # The resumed part ran the stored study's settings: 3 proxy epochs on 3-layer nets.
     new = [t for t in trials if t.number > killed.number and t.state == TrialState.COMPLETE]
     assert new and all(len(t.user_attrs["widths"].split("-")) == 3 for t in new)
+
+
+@pytest.mark.slow
+def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_path: Path) -> None:
+    result = run_cli(["run", *TINY_FLAGS, "--budget", "3m", "--trials", "3", "--pruner", "none", "--top-k", "2",
+                      "--stages", "2", "--epochs-per-stage", "1", "--analysis-images", "64"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Full training (progressive widening)" in result.stdout and "Winner" in result.stdout
+
+    study = load_only_study(tmp_path / "runs")
+    best_two = sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)[:2]
+    tracker = tracker_for(tmp_path / "runs")
+    parent = tracker.get_run(study.user_attrs["mlflow_parent_run_id"])
+    children = tracker.children(parent.info.run_id)
+    full = sorted((r for r in children if r.data.tags["phase"] == "full"), key=lambda r: int(r.data.tags["rank"]))
+    assert [r.data.params["widths"] for r in full] == [t.user_attrs["widths"] for t in best_two]
+    assert [float(r.data.params["proxy_score"]) for r in full] == [t.value for t in best_two]
+    for run in full:
+        assert run.info.status == "FINISHED" and run.data.tags["state"] == "complete"
+        stages = tracker.children(run.info.run_id)
+        assert sorted(r.data.tags["stage"] for r in stages) == ["0.5", "1"]
+        assert all(r.info.status == "FINISHED" and r.data.tags["phase"] == "full" for r in stages)
+        for stage in stages:
+            assert [m.step for m in tracker.client.get_metric_history(stage.info.run_id, "epoch_time_s")] == [1]
+        assert "learned_widths" in run.data.params and "analysis_time_s" in run.data.metrics
+        pictures = {a.path for a in tracker.client.list_artifacts(run.info.run_id, "analysis")}
+        assert {"analysis/filters_layer1.png", "analysis/kernels_layer1.png", "analysis/feature_maps_layer1.png",
+                "analysis/widths.png"} <= pictures
+        assert [a.path for a in tracker.client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
+
+    winner = max(full, key=lambda r: r.data.metrics["val_acc"])
+    assert parent.data.tags["winner_run_id"] == winner.info.run_id
+    assert parent.data.tags["winner_widths"] == winner.data.params["widths"]
+    assert parent.data.metrics["winner_val_acc"] == winner.data.metrics["val_acc"]
+    assert {"full_results.csv", "winner.json"} <= {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}

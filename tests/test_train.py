@@ -57,3 +57,16 @@ def test_same_seed_same_training() -> None:
         model = nn.Linear(4, 2)
         runs.append(fit(model, x, y, x, y, TrainSettings(epochs=2, batch_size=16, lr=0.1, seed=5))[-1].train_loss)
     assert runs[0] == runs[1]
+
+
+def test_warm_up_starts_below_the_learning_rate() -> None:
+    x, y = torch.randn(32, 4), torch.randint(2, (32,))
+
+    def first_step_change(warmup: float) -> float:
+        module = nn.Linear(4, 2)
+        torch.nn.init.zeros_(module.weight)
+        fit(module, x, y, x, y, TrainSettings(epochs=1, batch_size=32, lr=0.1, warmup_epochs=warmup))
+        return module.weight.abs().max().item()  # Adam's first step moves each weight by about lr
+
+    assert first_step_change(0.0) == pytest.approx(0.1, rel=1e-3)
+    assert first_step_change(1.0) == pytest.approx(0.05, rel=1e-3)  # one warm-up step: lr * 1/2

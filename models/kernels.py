@@ -1,0 +1,201 @@
+"""Which kernels of a trained ConvNet do work: per-kernel statistics and the learned width profile.
+
+A *kernel* is one output channel of a conv layer: its weights ``(in_channels, 3, 3)`` and bias.
+
+- ``norm``: L2 norm of the weights.
+- ``entropy``: Shannon entropy (bits) of a histogram of the kernel's values over their own
+  range; 0 for a constant (or zero) kernel, at most log2(bins) for values spread evenly.
+- symmetry scores, each ``1 - |w - T(w)| / (|w| + |T(w)|)`` in [0, 1], 1 when the kernel
+  equals its transform ``T`` (a zero kernel counts as symmetric): ``mirror_lr`` (left-right
+  flip), ``mirror_ud`` (up-down flip), ``same_rows`` and ``same_cols`` (rolled by one row or
+  column: 1 when all rows, or all columns, are identical), ``rot90`` and ``rot180``.
+- ``importance``: the drop in validation accuracy when the kernel (weights and bias) is zeroed.
+  Zeroing a kernel zeroes its channel after ReLU and max-pool, so the layers below run once
+  and the ablated copies of the layer's output go through the layers above in large batches.
+
+A kernel is *lazy* when ablating it changes accuracy by less than a threshold; the count of
+kernels that are not lazy, per layer, is the *learned width profile*.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from models.convnet import ConvNet
+
+DEFAULT_BINS = 16
+DEFAULT_THRESHOLD = 0.005
+ABLATION_BYTES = 64 * 2**20  # activations of one batch of ablated copies
+SYMMETRIES = ("mirror_lr", "mirror_ud", "same_rows", "same_cols", "rot90", "rot180")
+
+
+def kernel_norms(weight: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each output kernel of a conv weight ``(out, in, kh, kw)``."""
+    return weight.detach().flatten(1).norm(dim=1)
+
+
+def value_entropy(weight: torch.Tensor, bins: int = DEFAULT_BINS) -> torch.Tensor:
+    """Entropy in bits of each kernel's value histogram (``bins`` bins over its min..max).
+
+    Example:
+        >>> w = torch.zeros(2, 1, 3, 3); w[1, 0, 0, :2] = 1.0  # constant kernel; two values 2:7
+        >>> [round(v, 3) for v in value_entropy(w).tolist()]
+        [0.0, 0.764]
+    """
+    flat = weight.detach().flatten(1).float()
+    low = flat.min(dim=1, keepdim=True).values
+    span = flat.max(dim=1, keepdim=True).values - low
+    scaled = (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny)
+    index = (scaled * bins).long().clamp_(0, bins - 1)
+    counts = torch.zeros(flat.shape[0], bins, device=flat.device).scatter_add_(1, index, torch.ones_like(flat))
+    p = counts / flat.shape[1]
+    return -(p * torch.log2(p.clamp_min(1e-30))).sum(dim=1) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _transforms(w: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {
+        "mirror_lr": w.flip(-1),
+        "mirror_ud": w.flip(-2),
+        "same_rows": w.roll(1, dims=-2),
+        "same_cols": w.roll(1, dims=-1),
+        "rot90": w.rot90(1, dims=(-2, -1)),
+        "rot180": w.rot90(2, dims=(-2, -1)),
+    }
+
+
+def symmetry_scores(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per kernel, how close it is to its mirror images, rolls and rotations (1 = identical).
+
+    Example:
+        >>> w = torch.tensor([[1.0, 2.0, 1.0], [0.0, 5.0, 0.0], [1.0, 2.0, 1.0]]).view(1, 1, 3, 3)
+        >>> {k: round(v.item(), 3) for k, v in symmetry_scores(w).items() if k.startswith("mirror")}
+        {'mirror_lr': 1.0, 'mirror_ud': 1.0}
+    """
+    w = weight.detach().float()
+    norm = w.flatten(1).norm(dim=1)
+    scores = {}
+    for name, transformed in _transforms(w).items():
+        gap = (w - transformed).flatten(1).norm(dim=1)
+        total = norm + transformed.flatten(1).norm(dim=1)
+        scores[name] = torch.where(total > 0, 1 - gap / total.clamp_min(1e-30), torch.ones_like(total))
+    return scores
+
+
+@torch.inference_mode()
+def ablation_importance(
+    model: ConvNet, layer: int, x: torch.Tensor, y: torch.Tensor, max_bytes: int = ABLATION_BYTES
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(accuracy drop, loss rise) on (x, y) when each kernel of conv ``layer`` is zeroed.
+
+    The blocks below ``layer`` run once; copies of the layer's output, each with one channel
+    zeroed, go through the blocks above in batches of up to ``max_bytes`` of activations.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        hidden = x
+        for block in model.blocks[:layer]:
+            hidden = block(hidden)
+        out = model.blocks[layer](hidden)
+        above = torch.nn.Sequential(*model.blocks[layer + 1 :], model.head)
+        base_logits = above(out)
+        base_acc = (base_logits.argmax(1) == y).float().mean()
+        base_loss = F.cross_entropy(base_logits, y)
+
+        channels = out.shape[1]
+        per_copy = out.numel() * out.element_size()
+        chunk = max(1, min(channels, max_bytes // max(per_copy, 1)))
+        drops, rises = [], []
+        for start in range(0, channels, chunk):
+            picked = torch.arange(start, min(start + chunk, channels), device=out.device)
+            copies = out.unsqueeze(0).repeat(len(picked), 1, 1, 1, 1)  # (k, N, C, H, W)
+            copies[torch.arange(len(picked), device=out.device), :, picked] = 0
+            logits = above(copies.flatten(0, 1)).view(len(picked), len(y), -1)
+            accuracy = (logits.argmax(-1) == y).float().mean(1)
+            loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(picked)), reduction="none")
+            drops.append(base_acc - accuracy)
+            rises.append(loss.view(len(picked), -1).mean(1) - base_loss)
+        return torch.cat(drops).cpu(), torch.cat(rises).cpu()
+    finally:
+        model.train(was_training)
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Every statistic of one conv layer's kernels, index = output channel."""
+
+    layer: int  # 0-based
+    width: int
+    norm: tuple[float, ...]
+    entropy: tuple[float, ...]
+    symmetry: dict[str, tuple[float, ...]]
+    importance: tuple[float, ...]  # accuracy drop when the kernel is zeroed
+    loss_rise: tuple[float, ...]  # validation loss rise when the kernel is zeroed
+    threshold: float
+
+    @property
+    def lazy(self) -> tuple[bool, ...]:
+        return tuple(abs(drop) < self.threshold for drop in self.importance)
+
+    @property
+    def learned_width(self) -> int:
+        """Kernels whose ablation changes accuracy by at least the threshold."""
+        return sum(not lazy for lazy in self.lazy)
+
+    def order(self) -> list[int]:
+        """Kernel indices, most important first (ties broken by the loss rise)."""
+        return sorted(range(self.width), key=lambda i: (-self.importance[i], -self.loss_rise[i], i))
+
+    def rows(self) -> list[dict[str, float | int | bool]]:
+        """One flat row per kernel, for a CSV."""
+        rows = []
+        for i in range(self.width):
+            row: dict[str, float | int | bool] = {"layer": self.layer + 1, "kernel": i, "norm": self.norm[i],
+                                                 "entropy": self.entropy[i]}
+            row.update({name: values[i] for name, values in self.symmetry.items()})
+            row.update(importance=self.importance[i], loss_rise=self.loss_rise[i], lazy=self.lazy[i])
+            rows.append(row)
+        return rows
+
+
+def _floats(values: torch.Tensor) -> tuple[float, ...]:
+    return tuple(float(v) for v in values.tolist())
+
+
+def layer_stats(
+    model: ConvNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threshold: float = DEFAULT_THRESHOLD,
+    bins: int = DEFAULT_BINS,
+) -> list[LayerStats]:
+    """Statistics of every conv layer's kernels, ablations measured on (x, y)."""
+    stats = []
+    for layer, conv in enumerate(model.convs()):
+        drop, rise = ablation_importance(model, layer, x, y)
+        stats.append(
+            LayerStats(
+                layer=layer,
+                width=conv.out_channels,
+                norm=_floats(kernel_norms(conv.weight)),
+                entropy=_floats(value_entropy(conv.weight, bins)),
+                symmetry={name: _floats(v) for name, v in symmetry_scores(conv.weight).items()},
+                importance=_floats(drop),
+                loss_rise=_floats(rise),
+                threshold=threshold,
+            )
+        )
+    return stats
+
+
+def learned_widths(stats: list[LayerStats]) -> tuple[int, ...]:
+    """The learned width profile: non-lazy kernels per layer (0 where a whole layer is lazy)."""
+    return tuple(s.learned_width for s in stats)
+
+
+def max_entropy(bins: int = DEFAULT_BINS) -> float:
+    return math.log2(bins)

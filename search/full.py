@@ -1,0 +1,252 @@
+"""Full training with its side effects: stage runs, a deadline, the analysis and its artifacts.
+
+``train_candidate`` trains one width profile in full (``search.progressive.train_full``)
+under an existing MLflow run, with a child run per stage (tag ``stage``), then measures its
+kernels (``search.analysis``) and logs the statistics, the pictures and the weights there.
+``search train`` calls it under its own parent run; ``run_full_phase`` calls it for the best
+candidates of a search, in the part of the budget kept for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models import ConvNet, format_widths
+from models.kernels import DEFAULT_THRESHOLD
+from search.analysis import (
+    CHECKPOINT_FILE,
+    DEFAULT_IMAGES,
+    PICTURES_S,
+    Analysis,
+    analyse,
+    load_checkpoint,
+    save_checkpoint,
+    write_analysis,
+)
+from search.config import Config, ConfigError, StoreConfig, from_mapping
+from search.data import TensorData
+from search.progressive import FullResult, schedule, stage_multiplier, train_full
+from search.study import (
+    Budget,
+    BudgetExhausted,
+    CandidateEnded,
+    CandidateStarted,
+    EpochDone,
+    EventHandler,
+    FullSummary,
+    StageStarted,
+    TrialSummary,
+)
+from search.tracking import Tracker
+from search.train import EpochMetrics
+
+# A stage doubles every width: its epochs cost up to ~4x the last stage's (conv cost ~ width^2);
+# small nets are dominated by fixed costs, so 3x is the planning guess.
+STAGE_GROWTH = 3.0
+# Of a candidate's time, the part training leaves for the kernel analysis (it may get more
+# if training ends early; ``analyse`` sizes its ablations to what it gets).
+ANALYSIS_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class CandidateOutcome:
+    result: FullResult
+    analysis: Analysis | None
+    seconds: float  # training and analysis
+    note: str | None  # why training stopped early or the analysis was skipped
+
+
+def checkpoint_meta(config: Config, result: FullResult) -> dict[str, Any]:
+    """Plain values only (the checkpoint is read with weights_only=True)."""
+    data = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config.data).items()}
+    return {"data": data, "seed": config.search.seed, "mode": result.mode, "target": format_widths(result.widths),
+            "val_acc": result.val_acc}
+
+
+def train_candidate(
+    widths: tuple[int, ...],
+    data: TensorData,
+    config: Config,
+    tracker: Tracker,
+    run_id: str,
+    emit: EventHandler,
+    deadline: float | None = None,
+) -> CandidateOutcome:
+    """Train ``widths`` fully under MLflow run ``run_id``, analyse, log; stop early to meet ``deadline``.
+
+    ``deadline`` is a ``time.monotonic()`` value. Training keeps ``ANALYSIS_SHARE`` of the time
+    to it for the analysis: no epoch starts that is expected to end past that point. The
+    analysis then uses as many validation images as fit before the deadline, or is skipped.
+    """
+    start = time.monotonic()
+    plan = schedule(widths, config.full)
+    stage_runs: list[str] = []
+    train_deadline = None if deadline is None else start + (deadline - start) * (1 - ANALYSIS_SHARE)
+
+    def on_stage(stage: int, model: ConvNet) -> None:
+        if stage_runs:
+            tracker.end_run(stage_runs[-1])
+        multiplier = 1.0 if config.full.mode == "none" else stage_multiplier(stage, len(plan))
+        stage_runs.append(
+            tracker.start_run(
+                f"stage-{stage}-x{multiplier:g}",
+                parent_id=run_id,
+                params={"widths": format_widths(model.widths), "frozen_layers": 0, "seed": config.search.seed,
+                        "trained_params": model.trained_params(), "frozen_params": model.frozen_params()},
+                tags={"phase": "full", "stage": f"{multiplier:g}", "progressive": config.full.mode},
+            )
+        )
+        emit(StageStarted(stage, len(plan), model.widths, model.trained_params(), plan[stage][1]))
+
+    def on_epoch(stage: int, metrics: EpochMetrics) -> None:
+        tracker.log_metrics(stage_runs[stage], metrics.as_metrics(), step=metrics.epoch)
+        emit(EpochDone(stage, metrics))
+        if train_deadline is None:
+            return
+        stage_done = metrics.epoch == plan[stage][1]
+        if stage_done and stage == len(plan) - 1:
+            return
+        next_epoch_s = (metrics.epoch_time_s + metrics.eval_time_s) * (STAGE_GROWTH if stage_done else 1.0)
+        if time.monotonic() + next_epoch_s > train_deadline:
+            where = f"stage {stage + 1}/{len(plan)} epoch {metrics.epoch}"
+            raise BudgetExhausted(f"stopped after {where}: the next epoch would overrun the budget")
+
+    status = "FAILED"
+    try:
+        result, model = train_full(widths, data, config.model, config.full, config.search.seed, on_stage, on_epoch)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if stage_runs:
+            tracker.end_run(stage_runs[-1], status)
+
+    tracker.log_metrics(run_id, {"val_acc": result.val_acc, "train_time_s": result.seconds,
+                                 "final_trained_params": result.stages[-1].trained_params})
+    note = result.stopped
+    tags: dict[str, Any] = {"state": "complete" if result.complete else "stopped"}
+    if note:
+        tags["stopped"] = note
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = save_checkpoint(model, Path(folder) / CHECKPOINT_FILE, checkpoint_meta(config, result))
+        tracker.log_artifacts(run_id, checkpoint.parent, "model")
+        seconds = None if deadline is None else deadline - time.monotonic() - PICTURES_S
+        analysis = analyse(model, data, config.full.analysis_images, config.full.lazy_threshold, seconds)
+        if analysis is None:
+            skipped = "kernel analysis skipped: budget spent"
+            note = f"{note}; {skipped}" if note else skipped
+            tags["analysis"] = "skipped"
+        else:
+            write_analysis(model, analysis, data, Path(folder) / "analysis")
+            tracker.log_artifacts(run_id, Path(folder) / "analysis", "analysis")
+            tracker.log_params(run_id, {"learned_widths": format_widths(analysis.learned_widths),
+                                        "lazy_threshold": config.full.lazy_threshold})
+            tracker.log_metrics(run_id, {"analysis_time_s": analysis.seconds, "analysis_images": analysis.images})
+    tracker.set_tags(run_id, tags)
+    return CandidateOutcome(result, analysis, time.monotonic() - start, note)
+
+
+def run_full_phase(
+    config: Config,
+    budget: Budget,
+    data: TensorData,
+    tracker: Tracker,
+    parent_id: str,
+    study_name: str,
+    ranked: list[TrialSummary],
+    emit: EventHandler,
+) -> list[FullSummary]:
+    """Train the best ``config.search.top_k`` candidates in full, each a child run of the search.
+
+    Each candidate gets an equal share of the time left when it starts (what an earlier one
+    did not use passes on). A candidate that raises is recorded as failed; the phase goes on.
+    """
+    picked = ranked[: config.search.top_k]
+    summaries: list[FullSummary] = []
+    for index, trial in enumerate(picked):
+        left = budget.remaining_s()
+        if left <= 0:
+            break
+        rank = index + 1
+        widths = tuple(int(w) for w in trial.widths.split("-"))
+        emit(CandidateStarted(rank, len(picked), trial.widths, trial.score))
+        run_id = tracker.start_run(
+            f"full-{rank}-{trial.widths}",
+            parent_id=parent_id,
+            params={"widths": trial.widths, "frozen_layers": 0, "seed": config.search.seed,
+                    "proxy_trial": trial.number, "proxy_score": trial.score, "progressive": config.full.mode},
+            tags={"phase": "full", "study": study_name, "trial": trial.number,
+                  "progressive": config.full.mode, "rank": rank},
+        )
+        started = time.monotonic()
+        try:
+            outcome = train_candidate(widths, data, config, tracker, run_id, emit,
+                                      deadline=started + left / (len(picked) - index))
+        except Exception as failure:  # one candidate's failure must not lose the others
+            error = f"{type(failure).__name__}: {failure}"
+            tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
+            tracker.end_run(run_id, "FAILED")
+            summary = FullSummary(rank, trial.number, trial.widths, trial.score, "FAIL", None, None, None,
+                                  time.monotonic() - started, run_id, error)
+        except BaseException:
+            tracker.end_run(run_id, "KILLED")
+            raise
+        else:
+            tracker.end_run(run_id, "FINISHED")
+            result = outcome.result
+            summary = FullSummary(
+                rank, trial.number, trial.widths, trial.score, "COMPLETE" if result.complete else "STOPPED",
+                result.val_acc, format_widths(outcome.analysis.learned_widths) if outcome.analysis else None,
+                result.stages[-1].trained_params, outcome.seconds, run_id, outcome.note,
+            )
+        summaries.append(summary)
+        emit(CandidateEnded(summary))
+    return summaries
+
+
+def inspect_run(
+    store: StoreConfig,
+    run_id: str,
+    out: Path,
+    data_dir: Path | None = None,
+    images: int | None = None,
+    threshold: float | None = None,
+) -> Analysis:
+    """Statistics and pictures of the model logged by ``run_id``, written to ``out``.
+
+    The run's validation set is loaded from the data settings stored in the checkpoint
+    (``data_dir`` overrides where a torchvision dataset lives).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from search import data as datasets
+
+    tracker = Tracker(store.mlflow_uri, store.artifact_root)
+    try:
+        run = tracker.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"run {run_id!r} is not in the tracking store {store.mlflow_uri}") from None
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = tracker.download(run_id, f"model/{CHECKPOINT_FILE}", Path(folder))
+        except (MlflowException, OSError):
+            raise ConfigError(f"run {run_id!r} has no logged model (model/{CHECKPOINT_FILE}); full-training runs "
+                              "(search train, or the full-* runs of search run) have one") from None
+        model, meta = load_checkpoint(path)
+    data_settings = dict(meta["data"])
+    if data_dir is not None:
+        data_settings["data_dir"] = str(data_dir)
+    config = from_mapping({"data": data_settings}).validate()
+    data = datasets.load(config.data, seed=int(meta["seed"]))
+    if threshold is None:
+        threshold = float(run.data.params.get("lazy_threshold", DEFAULT_THRESHOLD))
+    analysis = analyse(model, data, images or DEFAULT_IMAGES, threshold)
+    assert analysis is not None  # no time limit
+    write_analysis(model, analysis, data, out)
+    return analysis

@@ -1,0 +1,103 @@
+"""Kernel statistics on hand-made kernels with known answers, ablations, the learned profile."""
+
+import math
+
+import pytest
+import torch
+
+from models import ConvNet
+from models.kernels import (
+    ablation_importance,
+    kernel_norms,
+    layer_stats,
+    learned_widths,
+    symmetry_scores,
+    value_entropy,
+)
+
+MIRRORED = torch.tensor([[1.0, -2.0, 1.0], [3.0, 0.5, 3.0], [-1.0, 4.0, -1.0]])  # left-right mirror only
+CONSTANT = torch.full((3, 3), 0.7)
+ZERO = torch.zeros(3, 3)
+DIAGONAL = torch.eye(3)  # rotating it by 90 degrees gives the anti-diagonal
+
+
+def as_weight(*kernels: torch.Tensor) -> torch.Tensor:
+    return torch.stack(kernels).unsqueeze(1)  # (out, in=1, 3, 3)
+
+
+def test_norms_of_known_kernels() -> None:
+    norms = kernel_norms(as_weight(CONSTANT, ZERO, DIAGONAL))
+    assert norms.tolist() == pytest.approx([0.7 * 3, 0.0, math.sqrt(3)])
+
+
+def test_entropy_is_zero_for_constant_and_zero_kernels_and_highest_for_evenly_spread_values() -> None:
+    assert value_entropy(as_weight(CONSTANT, ZERO)).tolist() == [0.0, 0.0]
+    even = value_entropy(torch.linspace(-1, 1, 16 * 9).view(1, 16, 3, 3))  # 9 values in each of 16 bins
+    assert even.item() == pytest.approx(math.log2(16))
+    two_values = value_entropy(as_weight(torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])))
+    assert two_values.item() == pytest.approx(-(4 / 9) * math.log2(4 / 9) - (5 / 9) * math.log2(5 / 9))
+
+
+def test_a_mirrored_kernel_scores_one_for_its_mirror_and_less_for_the_others() -> None:
+    scores = symmetry_scores(as_weight(MIRRORED))
+    assert scores["mirror_lr"].item() == pytest.approx(1.0)
+    assert scores["mirror_ud"].item() < 0.9 and scores["rot90"].item() < 0.9
+    assert scores["same_rows"].item() < 0.9 and scores["same_cols"].item() < 0.9
+
+
+def test_constant_and_zero_kernels_are_symmetric_in_every_way() -> None:
+    scores = symmetry_scores(as_weight(CONSTANT, ZERO))
+    for name, values in scores.items():
+        assert values.tolist() == pytest.approx([1.0, 1.0]), name
+
+
+def test_identical_rows_and_rotations() -> None:
+    rows = torch.tensor([1.0, -1.0, 2.0]).repeat(3, 1)  # three identical rows
+    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    scores = symmetry_scores(as_weight(rows, cross, DIAGONAL))
+    assert scores["same_rows"].tolist()[0] == pytest.approx(1.0) and scores["same_cols"].tolist()[0] < 0.9
+    assert scores["rot90"].tolist()[1] == pytest.approx(1.0)
+    assert scores["rot90"].tolist()[2] < 0.5 and scores["rot180"].tolist()[2] == pytest.approx(1.0)
+
+
+def small_net() -> ConvNet:
+    return ConvNet((4, 6), in_channels=1, image_size=8, num_classes=3, hidden=(8,), seed=0)
+
+
+def test_batched_ablation_equals_zeroing_each_kernel_for_real() -> None:
+    net = small_net()
+    x, y = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.randint(3, (40,))
+    for layer, conv in enumerate(net.convs()):
+        drop, rise = ablation_importance(net, layer, x, y, max_bytes=1)  # one copy per batch: chunking exercised
+        with torch.no_grad():
+            base = net(x)
+            base_acc, base_loss = (base.argmax(1) == y).float().mean(), torch.nn.functional.cross_entropy(base, y)
+            for kernel in range(conv.out_channels):
+                saved = conv.weight[kernel].clone(), conv.bias[kernel].clone()
+                conv.weight[kernel] = 0
+                conv.bias[kernel] = 0
+                logits = net(x)
+                conv.weight[kernel], conv.bias[kernel] = saved
+                assert drop[kernel].item() == pytest.approx((base_acc - (logits.argmax(1) == y).float().mean()).item())
+                loss = torch.nn.functional.cross_entropy(logits, y)
+                assert rise[kernel].item() == pytest.approx((loss - base_loss).item(), abs=1e-5)
+    assert net.training  # the mode is restored
+
+
+def test_a_dead_kernel_is_lazy_and_the_learned_profile_counts_the_rest() -> None:
+    net = small_net()
+    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net.convs()[1].weight[2:] = 0  # kernels 2..5 of layer 2 output nothing
+        net.convs()[1].bias[2:] = 0
+        y = net(x).argmax(1)  # labels the net gets right, so every real kernel's ablation may cost accuracy
+    stats = layer_stats(net, x, y, threshold=0.0)
+    assert stats[1].lazy[2:] == (False,) * 4  # threshold 0: |drop| < 0 never holds
+    stats = layer_stats(net, x, y, threshold=1e-9)
+    assert stats[1].importance[2:] == (0.0,) * 4 and stats[1].lazy[2:] == (True,) * 4
+    assert learned_widths(stats)[1] == sum(abs(d) >= 1e-9 for d in stats[1].importance) <= 2
+    order = stats[1].order()
+    assert sorted(order) == list(range(6))
+    assert [stats[1].importance[i] for i in order] == sorted(stats[1].importance, reverse=True)
+    rows = stats[1].rows()
+    assert len(rows) == 6 and rows[2]["lazy"] is True and rows[2]["norm"] == 0.0
