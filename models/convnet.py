@@ -70,8 +70,8 @@ class ConvNet(nn.Module):
         super().__init__()
         if not widths or any(int(w) < 1 for w in widths):
             raise ValueError(f"widths must be positive integers, got {tuple(widths)}")
-        if not 0 <= frozen < len(widths):
-            raise ValueError(f"frozen={frozen} must be in [0, {len(widths) - 1}] for {len(widths)} conv layers")
+        if not 0 <= frozen <= len(widths):  # all frozen: random features under a trained head
+            raise ValueError(f"frozen={frozen} must be in [0, {len(widths)}] for {len(widths)} conv layers")
         self.widths = tuple(int(w) for w in widths)
         self.in_channels = in_channels
         self.image_size = image_size

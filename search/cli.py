@@ -18,6 +18,7 @@ from search.config import (
     DATASETS,
     DEVICES,
     PRUNERS,
+    SCORERS,
     Config,
     ConfigError,
     from_mapping,
@@ -70,33 +71,32 @@ def build_parser() -> Parser:
     group.add_argument("--trials", type=int, metavar="N", help="stop after N finished trials in the study "
                        "(counting those of a resumed run)")
     add_data_arguments(run)
-    group = run.add_argument_group("search space")
-    group.add_argument("--layers", type=int, metavar="N", help="number of conv layers (default 5)")
-    group.add_argument("--width-range", metavar="MIN:MAX:STEP", help="widths every layer may take (default 8:256:8)")
-    group.add_argument("--width-choices", metavar="W,W,...", help="explicit widths every layer may take, "
-                       "instead of a range")
-    group.add_argument("--frozen", metavar="K[,K...]", help="frozen random lower layers; several values let "
-                       "the search choose (default 3)")
-    group = run.add_argument_group("proxy")
-    group.add_argument("--proxy-epochs", type=int, metavar="E", help="epochs of the top per trial (default 4)")
-    group.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
-    group.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
-    group.add_argument("--cache-mb", type=float, metavar="MB", help="keep a trial's frozen features in memory up "
-                       "to this size, else recompute them per batch (default 2048)")
-    group.add_argument("--max-kernel-norm", type=float, metavar="C", help="max L2 norm of each conv kernel")
-    group.add_argument("--max-column-norm", type=float, metavar="C", help="max L2 norm of each linear unit's weights")
+    add_space_arguments(run)
+    group = add_proxy_arguments(run)
+    group.add_argument("--scorer", metavar="NAME", help=f"what scores a trial: one of {', '.join(SCORERS)} "
+                       "(default proxy; see search validate)")
     group = run.add_argument_group("full training (second phase)")
     group.add_argument("--top-k", type=int, metavar="K", help="train the K best proxy candidates in full "
                        "(default 3; 0 skips the phase)")
     group.add_argument("--full-fraction", type=float, metavar="F", help="share of the budget kept for full "
                        "training, e.g. 0.4 (default); 0 skips the phase")
     add_full_arguments(run, group)
+    group = run.add_argument_group("Ray (--backend ray)")
+    group.add_argument("--backend", metavar="NAME", help="local (default: trials one after another here) or ray "
+                       "(Ray Tune workers, ASHA pruning)")
+    group.add_argument("--address", metavar="ADDR", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 "
+                       "(default: a local Ray started for this command)")
+    group.add_argument("--cpus-per-trial", type=float, metavar="N", help="CPUs Ray reserves per trial (default 1)")
+    group.add_argument("--gpus-per-trial", type=float, metavar="G", help="GPUs per trial, fractions allowed "
+                       "(share memory without isolation; default 0)")
+    group.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once (default: what the "
+                       "resources allow)")
     group = run.add_argument_group("run")
+    group.add_argument("--amp", action="store_true", default=None, help="mixed precision (bfloat16) on CUDA")
     group.add_argument("--pruner", metavar="NAME", help=f"one of {', '.join(PRUNERS)} (default hyperband)")
     group.add_argument("--seed", type=int, help="seed of the sampler and of every network's random weights")
     group.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
-    add_store_arguments(run)
-    run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking server (default: SQLite in the store)")
+    add_store_arguments(run, tracking=True)
     run.add_argument("--resume", action="store_true", default=None, help="continue the latest (or --study) "
                      "study in the store with its own settings; finished trials are kept")
     run.add_argument("--study", metavar="NAME", help="study name (default: a new name from the time)")
@@ -114,10 +114,30 @@ def build_parser() -> Parser:
     train.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     train.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see search run --help)")
     add_data_arguments(train)
-    train.add_argument("--seed", type=int, help="seed of the random weights and batch order")
-    train.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
-    add_store_arguments(train)
-    train.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking server (default: SQLite in the store)")
+    add_machine_arguments(train, "seed of the random weights and batch order")
+
+    validate = commands.add_parser(
+        "validate",
+        help="measure how well cheap scores rank candidates against full training",
+        description="Sample width profiles across the space, train each fully with one recipe (from scratch "
+        "unless --progressive or the config file says else; results are cached in the store), score each "
+        "with every scorer, and report Spearman's rho and Kendall's tau against full accuracy with bootstrap "
+        "95%% intervals, the regret of each scorer's top pick and its cost. With --frozen-sweep: the cost and "
+        "accuracy of the proxy for k = 0..L frozen layers of one profile.",
+    )
+    validate.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see search run --help)")
+    group = validate.add_argument_group("validation")
+    group.add_argument("--candidates", type=int, metavar="N", help="profiles sampled across the space (default 24)")
+    group.add_argument("--scorers", metavar="NAME,...", help=f"among {', '.join(SCORERS)} (default: all)")
+    group.add_argument("--bootstrap", type=int, metavar="N", help="resamples for the 95%% intervals (default 1000)")
+    group.add_argument("--frozen-sweep", action="store_true", help="instead of the above: for --widths and "
+                       "k = 0..L frozen layers, trained params, s/epoch with and without the cache, val_acc")
+    group.add_argument("--widths", metavar="W-W-...", help="the profile of --frozen-sweep")
+    add_data_arguments(validate)
+    add_space_arguments(validate)
+    add_proxy_arguments(validate)
+    add_full_arguments(validate)
+    add_machine_arguments(validate, "seed of the sample, the weights and the batch order")
 
     inspect = commands.add_parser(
         "inspect",
@@ -126,8 +146,7 @@ def build_parser() -> Parser:
         "search run) and write its kernel statistics and pictures to a folder.",
     )
     inspect.add_argument("run_id", metavar="RUN_ID", help="the MLflow run that holds model/model.pt")
-    add_store_arguments(inspect)
-    inspect.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking server (default: SQLite in the store)")
+    add_store_arguments(inspect, tracking=True)
     inspect.add_argument("--out", type=Path, metavar="DIR", help="where to write (default STORE/inspect/RUN_ID)")
     inspect.add_argument("--data-dir", type=Path, metavar="DIR", help="where the run's torchvision dataset lives "
                          "on this machine, if not where it was trained")
@@ -135,6 +154,34 @@ def build_parser() -> Parser:
                          "run's, else 0.005)")
     inspect.add_argument("--analysis-images", type=int, metavar="N", help="validation images for the ablations "
                          "(default 512)")
+
+    submit = commands.add_parser(
+        "submit",
+        help="submit a search to a Ray cluster as a job",
+        description="Submit 'search ARGS' to a Ray cluster through the Ray Jobs API and print the job id. "
+        "The working directory (this checkout, without .venv, runs and caches) is uploaded; the cluster's image "
+        "has the package installed (deploy/Dockerfile). The cluster token comes from RAY_AUTH_TOKEN, "
+        "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.",
+        usage="search submit [--address URL] [--working-dir DIR] [--job-id ID] -- run ARGS...",
+    )
+    submit.add_argument("--address", metavar="URL", help="the Ray dashboard, like http://HEAD:8265 "
+                        "(default: $RAY_API_SERVER_ADDRESS or $RAY_ADDRESS)")
+    submit.add_argument("--working-dir", type=Path, default=Path("."), metavar="DIR",
+                        help="the checkout to upload (default .)")
+    submit.add_argument("--job-id", metavar="ID", help="the job's id (default: Ray picks one)")
+    submit.add_argument("search_args", nargs=argparse.REMAINDER, metavar="-- run ARGS",
+                        help="the search command to run on the cluster, after --")
+
+    jobs = commands.add_parser(
+        "jobs",
+        help="follow a submitted search: status, logs, stop",
+        description="Follow a search submitted with 'search submit'.",
+    )
+    jobs.add_argument("action", choices=("status", "logs", "stop"), help="what to do")
+    jobs.add_argument("job_id", metavar="JOB_ID", help="the id 'search submit' printed")
+    jobs.add_argument("--address", metavar="URL", help="the Ray dashboard, like http://HEAD:8265 "
+                      "(default: $RAY_API_SERVER_ADDRESS or $RAY_ADDRESS)")
+    jobs.add_argument("--follow", action="store_true", help="with logs: keep printing until the job ends")
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the store", description="Start the MLflow UI on "
                              "the store's tracking database, bound to 127.0.0.1.")
@@ -172,9 +219,41 @@ def add_full_arguments(parser: argparse.ArgumentParser, group: argparse._Argumen
                        "ablations (default 512)")
 
 
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+def add_space_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("search space")
+    group.add_argument("--layers", type=int, metavar="N", help="number of conv layers (default 5)")
+    group.add_argument("--width-range", metavar="MIN:MAX:STEP", help="widths every layer may take (default 8:256:8)")
+    group.add_argument("--width-choices", metavar="W,W,...", help="explicit widths every layer may take, "
+                       "instead of a range")
+    group.add_argument("--frozen", metavar="K[,K...]", help="frozen random lower layers; several values let "
+                       "the search choose (default 2)")
+
+
+def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    group = parser.add_argument_group("proxy")
+    group.add_argument("--proxy-epochs", type=int, metavar="E", help="epochs of the top per trial (default 4)")
+    group.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
+    group.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
+    group.add_argument("--cache-mb", type=float, metavar="MB", help="keep a trial's frozen features in memory up "
+                       "to this size, else recompute them per batch (default 2048)")
+    group.add_argument("--max-kernel-norm", type=float, metavar="C", help="max L2 norm of each conv kernel")
+    group.add_argument("--max-column-norm", type=float, metavar="C", help="max L2 norm of each linear unit's weights")
+    return group
+
+
+def add_machine_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
+    """--seed, --device, --store and --tracking-uri, for the commands that train."""
+    parser.add_argument("--seed", type=int, help=seed_help)
+    parser.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
+    add_store_arguments(parser, tracking=True)
+
+
+def add_store_arguments(parser: argparse.ArgumentParser, tracking: bool = False) -> None:
     parser.add_argument("--store", type=Path, metavar="DIR", help="folder for the study, the MLflow store and "
                         "artifacts (default ./runs)")
+    if tracking:
+        parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking server (default: SQLite in the "
+                            "store)")
 
 
 # -- config from flags --------------------------------------------------------------
@@ -186,7 +265,11 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
     config = from_mapping(load_toml(args.config)) if args.config else Config()
     sections: dict[str, dict[str, object]] = {
         "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "device": args.device,
-                   "top_k": args.top_k, "full_fraction": args.full_fraction},
+                   "top_k": args.top_k, "full_fraction": args.full_fraction, "scorer": args.scorer,
+                   "backend": args.backend},
+        "fidelity": {"candidates": args.candidates, "bootstrap": args.bootstrap,
+                     "scorers": tuple(v.strip() for v in args.scorers.split(",") if v.strip())
+                     if args.scorers is not None else None},
         "data": {
             "dataset": args.dataset,
             "data_dir": args.data_dir,
@@ -195,11 +278,14 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
             "val_limit": args.val_limit,
         },
         "space": {"layers": args.layers},
-        "proxy": {"epochs": args.proxy_epochs, "batch_size": args.batch_size, "lr": args.lr, "cache_mb": args.cache_mb},
+        "proxy": {"epochs": args.proxy_epochs, "batch_size": args.batch_size, "lr": args.lr, "cache_mb": args.cache_mb,
+                  "amp": args.amp},
+        "ray": {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
+                "max_concurrent": args.max_concurrent},
         "full": {"mode": args.progressive, "stages": args.stages, "epochs_per_stage": args.epochs_per_stage,
                  "augment": args.augment, "batch_size": args.batch_size, "lr": args.lr,
                  "lazy_threshold": args.lazy_threshold, "analysis_images": args.analysis_images,
-                 "warmup_epochs": args.warmup_epochs},
+                 "warmup_epochs": args.warmup_epochs, "amp": args.amp},
         "model": {"max_kernel_norm": args.max_kernel_norm, "max_column_norm": args.max_column_norm},
         "store": {"path": args.store, "tracking_uri": args.tracking_uri, "resume": args.resume,
                   "study_name": args.study},
@@ -218,6 +304,10 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         )
     given = {name: {k: v for k, v in values.items() if v is not None} for name, values in sections.items()}
     config = from_mapping({name: values for name, values in given.items() if values}, base=config)
+    ray_flags = [name for name in ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent")
+                 if getattr(args, name) is not None]
+    if ray_flags and config.search.backend != "ray":
+        raise ConfigError(f"--{ray_flags[0].replace('_', '-')} needs --backend ray")
     if args.width_choices is not None:
         choices = parse_int_list(args.width_choices, "width")
         config = replace(config, space=replace(config.space, layer_choices=(choices,) * config.space.layers))
@@ -229,7 +319,8 @@ FLAG_NAMES = (
     "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
-    "warmup_epochs",
+    "warmup_epochs", "scorer", "candidates", "scorers", "bootstrap", "backend", "address", "cpus_per_trial",
+    "gpus_per_trial", "max_concurrent", "amp",
 )
 
 
@@ -246,6 +337,10 @@ def cmd_run(args: argparse.Namespace, started_at: float) -> int:
     from search.study import Budget, run_search
 
     quiet_libraries()
+    if config.search.backend == "ray":
+        from search.backends.ray_tune import warn_fractional_gpus
+
+        warn_fractional_gpus(config, lambda text: print(f"search: warning: {text}", file=sys.stderr))
     progress = SearchProgress()
     try:
         with progress:
@@ -284,6 +379,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    namespace = vars(args).copy()
+    from_file = load_toml(args.config).get("full", {}) if args.config else {}
+    if args.progressive is None and "mode" not in from_file:
+        namespace["progressive"] = "none"  # the reference: the target width trained from scratch
+    widths = None
+    if args.frozen_sweep:
+        if args.widths is None:
+            fail("--frozen-sweep needs --widths, like --widths 16-32-64-64-128")
+        widths = parse_int_list(args.widths, "width")
+        namespace.update(layers=len(widths), frozen="0")
+    elif args.widths is not None:
+        fail("--widths goes with --frozen-sweep; validate samples its candidates from the space")
+    config = config_from_args(argparse.Namespace(**namespace))
+    from search.progress import console, frozen_sweep_table, validation_table
+    from search.validate import run_frozen_sweep, run_validation
+
+    quiet_libraries()
+    try:
+        if widths is not None:
+            rows, run_id = run_frozen_sweep(config, widths, on_row=lambda row: console.print(
+                f"  k={row.frozen_layers}  val_acc {row.val_acc:.4f}  {row.epoch_s_cached:.3f} s/epoch cached, "
+                f"{row.epoch_s_uncached:.3f} not"))
+            console.print(frozen_sweep_table(rows, "-".join(map(str, widths)), config.proxy.epochs))
+            console.print(f"MLflow run {run_id}")
+            return 0
+
+        def show(index: int, total: int, c: object) -> None:
+            from search.validate import CandidateResult
+
+            assert isinstance(c, CandidateResult)
+            source = "cached" if c.cached else f"trained in {c.full_s:.1f} s"
+            console.print(f"  {index + 1:>3}/{total}  {'-'.join(map(str, c.widths)):<24} full val_acc "
+                          f"{c.val_acc:.4f} ({source})")
+
+        console.print(f"Validating {', '.join(config.fidelity.scorers)} on {config.fidelity.candidates} "
+                      f"profiles of {config.data.dataset}; full training: {config.full.mode}, "
+                      f"{config.full.stages * config.full.epochs_per_stage} epochs")
+        result = run_validation(config, on_candidate=show)
+    except KeyboardInterrupt:
+        print("search: interrupted; finished full trainings are cached in the store", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    console.print(validation_table(result))
+    console.print(f"{len(result.candidates) - result.retrained} of {len(result.candidates)} full trainings came "
+                  f"from the cache; MLflow run {result.parent_run_id}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from search.config import StoreConfig
 
@@ -303,6 +446,33 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     console.print(layers_table(analysis))
     console.print(f"learned widths {'-'.join(map(str, analysis.learned_widths))} "
                   f"(searched {'-'.join(map(str, analysis.widths))}); statistics and pictures in {out}/")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    rest = list(args.search_args)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    if not rest or rest[0] not in ("run", "validate", "train"):
+        fail("give the search to run after --, like: search submit --address http://HEAD:8265 -- run --budget 2h")
+    build_parser().parse_args(rest)  # a typo fails here, not on the cluster
+    from search import jobs
+
+    job_id = jobs.submit(args.address, args.working_dir, rest, args.job_id)
+    print(job_id)
+    print(f"Follow it: search jobs status {job_id}; search jobs logs --follow {job_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from search import jobs
+
+    if args.action == "status":
+        print(jobs.status(args.address, args.job_id))
+    elif args.action == "logs":
+        jobs.logs(args.address, args.job_id, follow=args.follow)
+    else:
+        print("stopping" if jobs.stop(args.address, args.job_id) else "not running")
     return 0
 
 
@@ -365,6 +535,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "inspect":
             return cmd_inspect(args)
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "submit":
+            return cmd_submit(args)
+        if args.command == "jobs":
+            return cmd_jobs(args)
         return cmd_ui(args)
     except UserError as error:
         fail(str(error))

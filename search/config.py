@@ -2,7 +2,7 @@
 
 Settings come from three layers, later ones winning: the defaults below, a TOML file
 (``--config``, one table per dataclass: ``[space]``, ``[model]``, ``[proxy]``, ``[full]``, ``[data]``,
-``[search]``, ``[store]``), then command-line flags. ``Config.validate`` checks the
+``[search]``, ``[fidelity]``, ``[ray]``, ``[store]``), then command-line flags. ``Config.validate`` checks the
 result once, at the edge, and raises ``ConfigError`` naming the bad value.
 
 Example:
@@ -29,6 +29,8 @@ TORCHVISION_DATASETS = ("cifar10", "mnist", "fashion-mnist")
 PRUNERS = ("hyperband", "median", "none")
 DEVICES = ("auto", "cpu", "cuda")
 WIDEN_CHOICES = ("partial", "net2net", "none")
+SCORERS = ("proxy", "params", "synflow", "naswot", "grad_norm")  # search/scorers.py
+BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class SpaceConfig:
     # Explicit choices per layer, overriding the range (one tuple per layer).
     layer_choices: tuple[tuple[int, ...], ...] | None = None
     # Choices for the number of frozen random lower layers; one value fixes it.
-    frozen_layers: tuple[int, ...] = (3,)
+    frozen_layers: tuple[int, ...] = (2,)  # chosen with search validate: see the README
 
     def choices(self, layer: int) -> tuple[int, ...]:
         if self.layer_choices is not None:
@@ -71,6 +73,7 @@ class ProxyConfig:
     weight_decay: float = 0.0
     # Cached features of one trial are kept in memory up to this size, otherwise recomputed per batch.
     cache_mb: float = 2048.0
+    amp: bool = False  # mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class FullTrainConfig:
     weight_decay: float = 0.0
     warmup_epochs: float = 1.0  # linear learning-rate warm-up at the start of every stage
     augment: bool = False  # random shifts (and flips for cifar10), drawn once per batch
+    amp: bool = False  # mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU
     net2net_noise: float = 0.01
     # Kernel statistics after training: ablations on this many validation images; a kernel is
     # lazy when zeroing it changes validation accuracy by less than lazy_threshold.
@@ -114,6 +118,8 @@ class SearchConfig:
     seed: int = 0
     pruner: str = "hyperband"
     device: str = "auto"
+    scorer: str = "proxy"  # what a trial's score is; see search/scorers.py
+    backend: str = "local"  # local: trials one after another in this process; ray: Ray Tune
     # Second phase: the top_k proxy candidates are trained in full (progressive widening) in
     # the last full_fraction of the budget; top_k = 0 or full_fraction = 0 skips it.
     top_k: int = 3
@@ -122,6 +128,25 @@ class SearchConfig:
     @property
     def full_phase(self) -> bool:
         return self.top_k > 0 and self.full_fraction > 0
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """``--backend ray``: where the trials run and what each one gets."""
+
+    address: str | None = None  # None: a local Ray in this process; "auto", "HOST:PORT" or "ray://HOST:10001"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # fractions share a GPU's memory without isolation
+    max_concurrent: int | None = None  # None: as many as the resources allow
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """``search validate``: how well each scorer ranks candidates against full training."""
+
+    candidates: int = 24  # width profiles sampled from the space (Latin hypercube over the choices)
+    scorers: tuple[str, ...] = SCORERS
+    bootstrap: int = 1000  # resamples for the 95 % intervals of rho and tau
 
 
 @dataclass(frozen=True)
@@ -154,6 +179,8 @@ class Config:
     full: FullTrainConfig = field(default_factory=FullTrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
     def validate(self) -> Config:
@@ -164,6 +191,8 @@ class Config:
         _validate_full(self.full)
         _validate_data(self.data)
         _validate_search(self.search)
+        _validate_fidelity(self.fidelity)
+        _validate_ray(self.ray)
         _validate_store(self.store)
         return self
 
@@ -362,10 +391,38 @@ def _validate_search(search: SearchConfig) -> None:
         raise ConfigError(f"unknown pruner {search.pruner!r}; choose one of {', '.join(PRUNERS)}")
     if search.device not in DEVICES:
         raise ConfigError(f"unknown device {search.device!r}; choose one of {', '.join(DEVICES)}")
+    if search.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {search.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if search.scorer not in SCORERS:
+        raise ConfigError(f"unknown scorer {search.scorer!r}; choose one of {', '.join(SCORERS)}")
+    if search.backend == "ray" and search.scorer != "proxy":
+        raise ConfigError(f"scorer {search.scorer!r} runs with the local backend; the Ray backend runs the proxy")
     if not isinstance(search.top_k, int) or search.top_k < 0:
         raise ConfigError(f"top-k {search.top_k!r} must be a non-negative integer")
     if not 0 <= search.full_fraction < 1:
         raise ConfigError(f"full fraction {search.full_fraction!r} must be in [0, 1)")
+
+
+def _validate_ray(ray: RayConfig) -> None:
+    if ray.address is not None and not re.match(r"^(auto|ray://[^\s/]+|[\w.\-]+:\d+)$", ray.address):
+        raise ConfigError(f"Ray address {ray.address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    if not ray.cpus_per_trial > 0:
+        raise ConfigError(f"cpus per trial {ray.cpus_per_trial!r} must be more than zero")
+    if not ray.gpus_per_trial >= 0 or (ray.gpus_per_trial > 1 and ray.gpus_per_trial != int(ray.gpus_per_trial)):
+        raise ConfigError(f"gpus per trial {ray.gpus_per_trial!r} must be a fraction in [0, 1] or a whole number")
+    if ray.max_concurrent is not None:
+        _require_positive_int(ray.max_concurrent, "max concurrent trials")
+
+
+def _validate_fidelity(fidelity: FidelityConfig) -> None:
+    if not _is_positive_int(fidelity.candidates) or fidelity.candidates < 3:
+        raise ConfigError(f"candidates {fidelity.candidates!r} must be an integer >= 3 (a rank correlation needs 3)")
+    if not fidelity.scorers:
+        raise ConfigError("scorers names no value")
+    for name in fidelity.scorers:
+        if name not in SCORERS:
+            raise ConfigError(f"unknown scorer {name!r}; choose among {', '.join(SCORERS)}")
+    _require_positive_int(fidelity.bootstrap, "bootstrap resamples")
 
 
 def nearest_existing(path: Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from matplotlib.patches import Rectangle
 
 from models import ConvNet
 from models.kernels import LayerStats
+
+if TYPE_CHECKING:
+    from search.validate import SweepRow
 
 GAP = 1  # pixels between cells of a mosaic
 FEATURE_CHANNELS = 16  # most important channels shown per layer in the feature maps
@@ -130,4 +134,38 @@ def width_bars(searched: Sequence[int], learned: Sequence[int], path: Path) -> P
     axes.set_ylabel("kernels")
     axes.legend(fontsize=8)
     axes.set_title("searched vs learned width per layer", fontsize=9)
+    return _save(figure, path)
+
+
+def score_scatter(scores: Sequence[float], accuracy: Sequence[float], scorer: str, rho: float, tau: float,
+                  path: Path) -> Path:
+    """One scorer's score against full accuracy, one point per candidate."""
+    figure = Figure(figsize=(4, 3.2))
+    axes = figure.add_subplot()
+    finite = [(s, a) for s, a in zip(scores, accuracy, strict=True) if np.isfinite(s)]
+    if finite:
+        axes.scatter([s for s, _ in finite], [a for _, a in finite], s=14)
+    if scorer == "synflow" and finite and min(s for s, _ in finite) > 0:
+        axes.set_xscale("log")
+    axes.set_xlabel(f"{scorer} score")
+    axes.set_ylabel("full-training val_acc")
+    axes.set_title(f"{scorer}: Spearman {rho:.3f}, Kendall {tau:.3f}", fontsize=9)
+    return _save(figure, path)
+
+
+def frozen_sweep_plot(rows: Sequence[SweepRow], widths: str, path: Path) -> Path:
+    """Accuracy and seconds per epoch (cached and not) against the number of frozen layers."""
+    frozen = [r.frozen_layers for r in rows]
+    figure = Figure(figsize=(5, 3.2))
+    axes = figure.add_subplot()
+    axes.plot(frozen, [r.epoch_s_cached for r in rows], "o-", label="s/epoch, cached")
+    axes.plot(frozen, [r.epoch_s_uncached for r in rows], "s--", label="s/epoch, not cached")
+    axes.set_xlabel("frozen random conv layers (k)")
+    axes.set_ylabel("seconds per epoch")
+    axes.set_xticks(frozen)
+    right = axes.twinx()
+    right.plot(frozen, [r.val_acc for r in rows], "^-", color="tab:green", label="val_acc")
+    right.set_ylabel("val_acc", color="tab:green")
+    axes.legend(fontsize=7, loc="upper center")
+    axes.set_title(f"frozen-layer sweep of {widths}", fontsize=9)
     return _save(figure, path)

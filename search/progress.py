@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from types import TracebackType
 
@@ -22,9 +23,19 @@ from search.study import (
     TrialStarted,
     TrialSummary,
 )
+from search.validate import SweepRow, ValidationResult
 
 console = Console(highlight=False)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 140  # logs and pipes: wide enough that no table column is cut
 TOP_ROWS = 5
+
+
+def score_text(score: float | None) -> str:
+    """Accuracies with 4 decimals; other scorers' numbers (synflow is ~1e30) in 4 digits."""
+    if score is None:
+        return ""
+    return f"{score:.4f}" if abs(score) <= 1 else f"{score:.4g}"
 
 
 class SearchProgress:
@@ -91,7 +102,7 @@ class SearchProgress:
         elif isinstance(event, TrialEnded):
             self.best = event.best
             t = event.summary
-            outcome = f"val_acc {t.score:.4f}" if t.score is not None else t.state.lower()
+            outcome = f"score {score_text(t.score)}" if t.score is not None else t.state.lower()
             if event.error:
                 outcome += f" ({event.error})"
             console.print(
@@ -101,7 +112,7 @@ class SearchProgress:
             self._update(self.trial)
 
     def _update(self, text: str) -> None:
-        best = f" | best {self.best.score:.4f} ({self.best.widths})" if self.best and self.best.score else ""
+        best = f" | best {score_text(self.best.score)} ({self.best.widths})" if self.best and self.best.score else ""
         self.progress.update(self.task, description=text + best, completed=time.monotonic() - self.started)
 
 
@@ -147,7 +158,7 @@ def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
             str(trial.number),
             trial.widths,
             str(trial.frozen_layers),
-            f"{trial.score:.4f}",
+            score_text(trial.score),
             f"{trial.trained_params:,}" if trial.trained_params is not None else "",
             f"{trial.seconds:.1f}" if trial.seconds is not None else "",
         )
@@ -167,7 +178,7 @@ def full_table(result: SearchResult) -> Table:
         table.add_row(
             f"{f.rank}{mark}",
             f.widths,
-            f"{f.proxy_score:.4f}" if f.proxy_score is not None else "",
+            score_text(f.proxy_score),
             f"{f.val_acc:.4f}" if f.val_acc is not None else "",
             f.learned_widths or "",
             f"{f.trained_params:,}" if f.trained_params is not None else "",
@@ -189,4 +200,34 @@ def layers_table(analysis: Analysis) -> Table:
             f"{layer['mean_norm']:.3f}", f"{layer['mean_entropy']:.2f}", f"{layer['max_importance']:.3f}",
             f"{layer['mean_mirror_lr']:.2f}", f"{layer['mean_mirror_ud']:.2f}",
         )
+    return table
+
+
+def _interval(value: float, low_high: tuple[float, float]) -> str:
+    return f"{value:.3f} [{low_high[0]:.2f}, {low_high[1]:.2f}]"
+
+
+def validation_table(result: ValidationResult) -> Table:
+    """Per scorer: rank correlations with full accuracy, top-1 regret, cost."""
+    table = Table(title=f"How well each score ranks {len(result.candidates)} candidates ({result.recipe}; "
+                  f"proxy k={result.frozen_layers})",
+                  caption="[95 % bootstrap interval]; regret: best full accuracy minus that of the scorer's "
+                  "top pick; cost: seconds per candidate, and as a share of one full training")
+    for column in ("scorer", "Spearman rho", "Kendall tau", "regret", "s/candidate", "cost/full"):
+        table.add_column(column, justify="left" if column == "scorer" else "right", no_wrap=True)
+    for r in sorted(result.reports, key=lambda r: -r.spearman if r.spearman == r.spearman else 2.0):
+        table.add_row(r.scorer, _interval(r.spearman, r.spearman_ci), _interval(r.kendall, r.kendall_ci),
+                      f"{r.regret:.4f}", f"{r.cost_s:.3f}", f"{r.cost_ratio:.3f}")
+    return table
+
+
+def frozen_sweep_table(rows: list[SweepRow], widths: str, epochs: int) -> Table:
+    table = Table(title=f"Frozen random layers k for {widths} ({epochs} proxy epochs)",
+                  caption="s/epoch: the training pass, over cached frozen features or recomputing them per batch")
+    for column in ("k", "trained params", "frozen params", "cache s", "s/epoch cached", "s/epoch not cached",
+                   "val_acc"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for r in rows:
+        table.add_row(str(r.frozen_layers), f"{r.trained_params:,}", f"{r.frozen_params:,}", f"{r.cache_s:.2f}",
+                      f"{r.epoch_s_cached:.3f}", f"{r.epoch_s_uncached:.3f}", f"{r.val_acc:.4f}")
     return table

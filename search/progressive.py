@@ -145,7 +145,7 @@ def train_full(
                 data.x_val,
                 data.y_val,
                 TrainSettings(epochs, config.batch_size, config.lr, config.weight_decay, seed + stage,
-                              warmup_epochs=config.warmup_epochs),
+                              warmup_epochs=config.warmup_epochs, amp=config.amp),
                 augment=augment,
                 after_step=model.apply_constraints_ if model.has_constraints else None,
                 on_epoch=record,

@@ -117,7 +117,7 @@ def score_candidate(
         data.y_train,
         x_val,
         data.y_val,
-        TrainSettings(proxy.epochs, proxy.batch_size, proxy.lr, proxy.weight_decay, seed),
+        TrainSettings(proxy.epochs, proxy.batch_size, proxy.lr, proxy.weight_decay, seed, amp=proxy.amp),
         transform=transform,
         after_step=model.apply_constraints_ if model.has_constraints else None,
         on_epoch=on_epoch,

@@ -155,6 +155,7 @@ class SearchResult:
     trials: tuple[TrialSummary, ...]
     elapsed_s: float
     full: tuple[FullSummary, ...] = ()
+    scorer: str = "proxy"
 
     @property
     def winner(self) -> FullSummary | None:
@@ -312,6 +313,11 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     if config.store.resume:
         config, study_name = prepare_resume(config)
     data = datasets.load(config.data, seed=config.search.seed).to(device)
+    if config.search.backend == "ray":
+        from search.backends.ray_tune import check_tracking_reachable, connect
+
+        connect(config)
+        check_tracking_reachable(config)
 
     # Past this point the command writes: the store, the study, the MLflow runs.
     config.store.path.mkdir(parents=True, exist_ok=True)
@@ -341,6 +347,11 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name))
 
     def trial_fn(candidate: Candidate, report: Callable[[EpochMetrics], None]) -> ProxyResult:
+        if config.search.scorer != "proxy":
+            from search.scorers import ScorerSettings, zero_cost_trial
+
+            settings = ScorerSettings(config.model, config.proxy, config.search.seed)
+            return zero_cost_trial(config.search.scorer, candidate, data, settings)
         return score_candidate(candidate, data, config.model, config.proxy, config.search.seed, on_epoch=report)
 
     from search.backends.local import LocalTrials
@@ -351,16 +362,21 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     status = "FINISHED"
     full: list[FullSummary] = []
     try:
-        LocalTrials(
-            study,
-            config,
-            trial_fn,
-            tracker,
-            parent_id,
-            proxy_budget,
-            emit,
-            param_counts=lambda candidate: param_counts(candidate, data, config),
-        ).run()
+        if config.search.backend == "ray":
+            from search.backends.ray_tune import RayTrials
+
+            RayTrials(study, config, data, tracker, parent_id, proxy_budget, emit).run()
+        else:
+            LocalTrials(
+                study,
+                config,
+                trial_fn,
+                tracker,
+                parent_id,
+                proxy_budget,
+                emit,
+                param_counts=lambda candidate: param_counts(candidate, data, config),
+            ).run()
         if config.search.full_phase:
             ranked = [TrialSummary.from_trial(t) for t in study.trials]
             ranked = sorted((t for t in ranked if t.state == "COMPLETE"), key=lambda t: (-(t.score or 0.0), t.number))
@@ -377,8 +393,13 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             trials=tuple(TrialSummary.from_trial(t) for t in study.trials),
             elapsed_s=budget.elapsed_s(),
             full=tuple(full),
+            scorer=config.search.scorer,
         )
         close_parent(tracker, result, status)
+        if config.search.backend == "ray":
+            import ray
+
+            ray.shutdown()
     return result
 
 
@@ -408,15 +429,8 @@ def run_training(config: Config, widths: tuple[int, ...], on_event: EventHandler
         params={**config.to_flat_dict(), "widths": label, "seed": config.search.seed, "frozen_layers": 0},
         tags={"phase": "full", "widths": label, "progressive": config.full.mode, "dataset": data.name},
     )
-    status = "FAILED"
-    try:
+    with tracker.ending(parent_id):
         outcome = train_candidate(widths, data, config, tracker, parent_id, emit)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        tracker.end_run(parent_id, status)
     return TrainingResult(outcome.result, outcome.analysis, parent_id, config.store.mlflow_uri)
 
 
@@ -467,7 +481,9 @@ def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
     }
     best = result.best
     if best is not None:
-        metrics["best_val_acc"] = best.score
+        metrics["best_score"] = best.score
+        if result.scorer == "proxy":  # the score is a validation accuracy
+            metrics["best_val_acc"] = best.score
         tracker.set_tags(result.parent_run_id, {"best_widths": best.widths, "best_trial": best.number})
         tracker.log_json(result.parent_run_id, dataclasses.asdict(best), "best.json")
     if result.full:

@@ -12,7 +12,8 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,19 @@ class Tracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+    @contextmanager
+    def ending(self, run_id: str) -> Iterator[None]:
+        """End ``run_id`` FINISHED when the block completes, KILLED on Ctrl-C, FAILED on an error."""
+        status = "FAILED"
+        try:
+            yield
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self.end_run(run_id, status)
 
     def reopen_run(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")

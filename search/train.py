@@ -31,6 +31,7 @@ class TrainSettings:
     # Linear learning-rate warm-up over this many epochs' steps: a fresh Adam state on a
     # widened network otherwise moves every weight by ~lr at once and can kill its ReLUs.
     warmup_epochs: float = 0.0
+    amp: bool = False  # bfloat16 autocast of forward passes on CUDA (no loss scaling needed)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class StopTraining(Exception):
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bfloat16 autocast on CUDA when ``enabled``; a no-op elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 def fit(
@@ -117,7 +123,8 @@ def fit(
                     xb = transform(xb)
             if augment is not None:
                 xb = augment(xb)
-            loss = F.cross_entropy(module(xb), yb)
+            with autocast(device, settings.amp):
+                loss = F.cross_entropy(module(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if step <= warmup_steps:  # the last of these sets the full rate
@@ -134,7 +141,7 @@ def fit(
             raise DivergedError(f"training loss is {train_loss} in epoch {epoch}")
 
         start = time.perf_counter()
-        val_loss, val_acc = evaluate(module, x_val, y_val, settings.batch_size, transform)
+        val_loss, val_acc = evaluate(module, x_val, y_val, settings.batch_size, transform, settings.amp)
         eval_time_s = time.perf_counter() - start
         metrics = EpochMetrics(
             epoch=epoch,
@@ -158,6 +165,7 @@ def evaluate(
     y: torch.Tensor,
     batch_size: int,
     transform: Transform | None = None,
+    amp: bool = False,
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``module`` on (x, y)."""
     module.eval()
@@ -166,7 +174,8 @@ def evaluate(
     for xb, yb in batches(x, y, max(batch_size, 512)):
         if transform is not None:
             xb = transform(xb)
-        logits = module(xb)
+        with autocast(x.device, amp):
+            logits = module(xb).float()
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         correct += (logits.argmax(dim=1) == yb).sum()
     n = max(int(x.shape[0]), 1)

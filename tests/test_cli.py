@@ -38,6 +38,16 @@ from conftest import ROOT, run_cli
         (["train", "--widths", "8-x"], "'x'"),
         (["train", "--dataset", "mnist", "--data-dir", "nope"], "'nope'"),
         (["train", "--stages", "0"], "stages 0"),
+        (["--backend", "spark"], "'spark'"),
+        (["--address", "auto"], "--address needs --backend ray"),
+        (["--backend", "ray", "--address", "http://head:8265"], "'http://head:8265'"),
+        (["--backend", "ray", "--gpus-per-trial", "1.5"], "gpus per trial 1.5"),
+        (["--backend", "ray", "--scorer", "synflow"], "scorer 'synflow' runs with the local backend"),
+        (["--scorer", "magic"], "'magic'"),
+        (["--top-k", "-1"], "top-k -1"),
+        (["--full-fraction", "1"], "full fraction 1.0"),
+        (["train", "--lazy-threshold", "2"], "lazy threshold 2.0"),
+        (["train", "--warmup-epochs", "-1"], "warm-up epochs -1.0"),
     ],
 )
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path: Path, args: list[str], named: str) -> None:
@@ -66,7 +76,7 @@ def test_unwritable_store_is_named(tmp_path: Path) -> None:
     assert not (locked / "runs").exists()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["train"], ["ui"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["train"], ["validate"], ["inspect"], ["submit"], ["jobs"], ["ui"]])
 def test_help_is_complete(tmp_path: Path, command: list[str]) -> None:
     from search.cli import build_parser
 
@@ -81,6 +91,26 @@ def test_help_is_complete(tmp_path: Path, command: list[str]) -> None:
         if action.option_strings and action.dest != "help":
             assert action.help, f"{action.option_strings} has no help"
     assert parser.description
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["submit", "--address", "http://127.0.0.1:9"], "give the search to run after --"),
+        (["submit", "--address", "http://127.0.0.1:9", "--", "run", "--budgte", "1m"], "--budgte"),
+        (["submit", "--address", "head:8265", "--", "run"], "'head:8265' is not a URL"),
+        (["submit", "--address", "http://127.0.0.1:9", "--working-dir", "nowhere", "--", "run"],
+         "working dir 'nowhere' is not a checkout"),
+        (["jobs", "status", "raysubmit_1"], "no Ray cluster given"),
+        (["jobs", "status", "raysubmit_1", "--address", "http://127.0.0.1:9"], "cannot reach the Ray dashboard"),
+    ],
+)
+def test_submit_and_jobs_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    env_free = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    result = subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=tmp_path, capture_output=True,
+                            text=True, env={**env_free, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_ui_without_a_store_is_an_error(tmp_path: Path) -> None:

@@ -16,14 +16,24 @@ def test_readme_settings_file_is_a_valid_config() -> None:
     (block,) = re.findall(r"```toml\n(.*?)```", readme(), flags=re.S)
     config = from_mapping(tomllib.loads(block)).validate()
     assert config.space.frozen_layers == (2, 3) and config.search.budget_s == 600
+    assert config.search.backend == "local" and config.ray.address == "auto" and config.fidelity.candidates == 24
 
 
-def test_readme_flags_exist() -> None:
-    run = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
-    known = {flag for action in run._actions for flag in action.option_strings} | {"--port", "--store"}
-    used = set(re.findall(r"search (?:run|ui)[^\n`]*", readme()))
-    flags = {flag for line in used for flag in re.findall(r"--[a-z-]+", line)}
-    assert flags and flags <= known, flags - known
+def test_readme_flags_exist_on_the_subcommand_they_are_given_to() -> None:
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    known = {name: {flag for action in parser._actions for flag in action.option_strings}
+             for name, parser in commands.items()}
+    checked = set()
+    for document in (readme(), (ROOT / "deploy" / "README.md").read_text()):
+        for line in re.findall(r"search (?:[a-z]+)[^\n`]*", document):
+            for part in line.split(" -- "):  # submit ... -- run ...: the part after -- is its own command
+                words = part.replace("search ", "", 1).split()
+                if not words or words[0] not in commands:
+                    continue
+                flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", part))
+                assert flags <= known[words[0]], (words[0], flags - known[words[0]])
+                checked.add(words[0])
+    assert {"run", "train", "validate", "inspect", "submit", "jobs", "ui"} <= checked
 
 
 def test_quick_start_commands_are_make_targets() -> None:

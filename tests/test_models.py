@@ -61,9 +61,11 @@ def test_non_positive_widths_are_rejected(widths: tuple[int, ...]) -> None:
         ConvNet(widths, 3, 8, 4)
 
 
-def test_frozen_must_leave_a_layer_to_train() -> None:
-    with pytest.raises(ValueError, match="frozen=3"):
-        tiny_net(frozen=3)
+def test_frozen_may_cover_every_conv_layer_but_no_more() -> None:
+    net = tiny_net(frozen=3)  # random features under a trained head
+    assert net.trained_params() == sum(p.numel() for p in net.head.parameters())
+    with pytest.raises(ValueError, match="frozen=4"):
+        tiny_net(frozen=4)
 
 
 def test_format_widths() -> None:

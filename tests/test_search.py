@@ -15,7 +15,9 @@ from optuna.trial import TrialState
 
 import search.study
 from conftest import ROOT, TINY_FLAGS, run_cli, tiny_config
-from search.proxy import score_candidate
+from search.data import load
+from search.proxy import Candidate, score_candidate
+from search.scorers import SCORERS, ScorerSettings
 from search.study import Budget, run_search
 from search.tracking import Tracker
 
@@ -216,3 +218,14 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
     assert parent.data.tags["winner_widths"] == winner.data.params["widths"]
     assert parent.data.metrics["winner_val_acc"] == winner.data.metrics["val_acc"]
     assert {"full_results.csv", "winner.json"} <= {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
+
+
+def test_a_search_can_score_trials_with_a_zero_cost_scorer(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "runs", scorer="params")
+    result = run_search(config, Budget(120, time.monotonic()))
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 3
+    data = load(config.data, seed=0)
+    settings = ScorerSettings(config.model, config.proxy, config.search.seed)
+    for trial in result.trials:
+        widths = tuple(int(w) for w in trial.widths.split("-"))
+        assert trial.score == SCORERS["params"](Candidate(widths, 1), data, settings)

@@ -1,0 +1,390 @@
+"""The Ray backend: the same trials on Ray Tune workers, driven by Optuna, pruned by ASHA.
+
+- The search space and seeds are the local backend's: ``suggest_candidate`` runs as Optuna's
+  define-by-run function inside Tune's ``OptunaSearch``, on the same study in the store's
+  Optuna storage (so ``--resume`` and optuna-dashboard work the same).
+- Ray's ``OptunaSearch`` forces Optuna's ``NopPruner``; ``ASHAScheduler`` prunes on the
+  per-epoch ``val_acc`` instead. ``StudySearch`` (below) records a trial that ASHA or the
+  budget stopped as PRUNED (``OptunaSearch`` would call it COMPLETE with a partial score),
+  sets the same user attributes the local backend sets, and stops suggesting once the time
+  left is shorter than the longest finished trial (no trial starts that cannot finish).
+- The dataset goes into Ray's object store once (``tune.with_parameters``); each trial moves
+  it to its device, the GPU Ray assigned it when there is one, so cached features live there.
+- Each trial logs its epochs to its own MLflow child run from the worker; the driver closes
+  every child run (``RunCloser``), so none stays RUNNING whatever stopped the trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from search.config import Config, ConfigError, SpaceConfig
+from search.data import TensorData
+from search.proxy import Candidate, score_candidate
+from search.study import (
+    Budget,
+    BudgetExhausted,
+    EpochDone,
+    EventHandler,
+    TrialEnded,
+    TrialStarted,
+    TrialSummary,
+    expected_trial_s,
+    suggest_candidate,
+)
+from search.tracking import Tracker
+from search.train import EpochMetrics
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+TOKEN_HINT = ("set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a file holding it, or put it in ~/.ray/auth_token "
+              "('ray get-auth-token' on the head node prints it)")
+
+
+# -- connecting -------------------------------------------------------------------
+
+
+def find_auth_token() -> str | None:
+    """The Ray cluster token from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if path.is_file():
+        return path.read_text().strip() or None
+    return None
+
+
+def enable_token_auth_if_available() -> bool:
+    """Ray 2.60 turns token authentication on for new clusters; a client must send the token.
+
+    With ``RAY_AUTH_MODE`` unset and a token found, this process (and Ray's C++ core) switch
+    to token mode, as ``ray start`` itself does on a machine that holds a token.
+    """
+    if os.environ.get("RAY_AUTH_MODE") is None and find_auth_token() is not None:
+        os.environ["RAY_AUTH_MODE"] = "token"
+    return os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+
+
+def connect(config: Config) -> None:
+    """``ray.init`` for the configured address; one-line errors for the usual mistakes."""
+    enable_token_auth_if_available()  # before Ray's core reads its settings, at import
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # so RunConfig(verbose=0) silences Tune's tables
+    import ray
+
+    try:
+        if config.ray.address is None:
+            # A private local Ray for this command: loopback only, no dashboard. Ray turns token
+            # authentication on for it (and keeps a token in ~/.ray/auth_token); no need to say so.
+            logging.getLogger("ray").setLevel(logging.ERROR)
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     _node_ip_address="127.0.0.1")
+            logging.getLogger("ray").setLevel(logging.WARNING)
+        else:
+            ray.init(address=config.ray.address, log_to_driver=False, configure_logging=False)
+    except ConnectionError as error:
+        raise ConfigError(f"cannot reach the Ray cluster at {config.ray.address!r}: {error}") from None
+    except Exception as error:
+        if type(error).__name__ == "AuthenticationError":
+            raise ConfigError(f"the Ray cluster at {config.ray.address!r} wants a token: {TOKEN_HINT}") from None
+        raise
+
+
+def check_tracking_reachable(config: Config) -> None:
+    """Workers on other machines cannot write this machine's SQLite tracking store.
+
+    Checked after connecting and before any trial starts: the local store is fine only when
+    every node of the cluster is this machine.
+    """
+    import ray
+
+    if not config.store.mlflow_uri.startswith(("sqlite:", "file:")):
+        return
+    here = {"127.0.0.1", socket.gethostbyname(socket.gethostname()), ray.util.get_node_ip_address()}
+    remote = [node["NodeManagerAddress"] for node in ray.nodes()
+              if node.get("Alive") and node["NodeManagerAddress"] not in here]
+    if remote or (config.ray.address or "").startswith("ray://"):
+        where = ", ".join(sorted(set(remote))) or config.ray.address
+        raise ConfigError(
+            f"the Ray workers on {where} cannot write the local tracking store {config.store.mlflow_uri}; "
+            "run the MLflow server in deploy/ (docker compose -f deploy/compose.yaml up mlflow) and pass "
+            "--tracking-uri http://HOST:5000"
+        )
+
+
+def warn_fractional_gpus(config: Config, warn: Callable[[str], None]) -> None:
+    gpus = config.ray.gpus_per_trial
+    if 0 < gpus < 1:
+        warn(f"--gpus-per-trial {gpus:g}: about {int(1 / gpus)} trials share each GPU's memory without isolation; "
+             "a trial that allocates too much fails the others on that GPU")
+
+
+# -- the trainable (runs on the workers) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its suggested widths; pickled once into the object store."""
+
+    config: Config
+    parent_id: str
+    study_name: str
+    deadline_unix: float  # wall-clock end of the proxy phase (time.time(), comparable across nodes)
+
+
+def candidate_from(params: dict[str, Any], config: Config) -> Candidate:
+    widths = tuple(int(params[f"width_{layer + 1}"]) for layer in range(config.space.layers))
+    return Candidate(widths, int(params.get("frozen_layers", config.space.frozen_layers[0])))
+
+
+def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorData) -> None:
+    """One trial on a Ray worker: build, cache, train the top, report every epoch to Tune."""
+    from ray import tune
+
+    config = context.config
+    candidate = candidate_from(params, config)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(config.ray.cpus_per_trial)))
+    on_device = data.to(device)
+    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
+    from search.study import param_counts
+
+    trained, frozen = param_counts(candidate, on_device, config)
+    run_id = tracker.start_run(
+        f"trial-{tune.get_context().get_trial_id()}",
+        parent_id=context.parent_id,
+        params={"widths": candidate.label, "frozen_layers": candidate.frozen_layers, "trained_params": trained,
+                "frozen_params": frozen, "seed": config.search.seed},
+        tags={"phase": "proxy", "study": context.study_name, "backend": "ray", "device": str(device)},
+    )
+    identity = {"widths": candidate.label, "frozen_layers": candidate.frozen_layers, "trained_params": trained,
+                "frozen_params": frozen, "mlflow_run_id": run_id}
+    start = time.perf_counter()
+
+    def report(metrics: EpochMetrics) -> None:
+        tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
+        tune.report({**metrics.as_metrics(), "epoch": metrics.epoch, "seconds": time.perf_counter() - start,
+                     **identity})
+        if metrics.epoch < config.proxy.epochs and (
+            time.time() + metrics.epoch_time_s + metrics.eval_time_s > context.deadline_unix
+        ):
+            raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
+
+    try:
+        result = score_candidate(candidate, on_device, config.model, config.proxy, config.search.seed,
+                                 on_epoch=report)
+    except BudgetExhausted as stop:
+        tracker.set_tags(run_id, {"stopped": str(stop)})
+        return
+    tracker.log_metrics(run_id, {"proxy_score": result.score, "trial_time_s": result.seconds,
+                                 "cache_time_s": result.cache_time_s})
+
+
+# -- the driver side ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DefineSpace:
+    """Optuna's define-by-run function for Tune: the local backend's ``suggest_candidate``
+    (a picklable object, as Tune saves its searcher's state)."""
+
+    space: SpaceConfig
+
+    def __call__(self, trial: optuna.Trial) -> None:
+        suggest_candidate(trial, self.space)
+
+
+def make_searcher_class() -> type:
+    """``StudySearch``: Tune's OptunaSearch with the local backend's bookkeeping (see the module doc)."""
+    from ray.tune.search import Searcher
+    from ray.tune.search.optuna import OptunaSearch
+
+    class StudySearch(OptunaSearch):  # type: ignore[misc]
+        def __init__(self, *args: Any, epochs: int, budget: Budget, trial_cap: int | None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.epochs = epochs
+            self.budget = budget
+            self.trial_cap = trial_cap
+            self.started_numbers: dict[str, int] = {}
+
+        def suggest(self, trial_id: str) -> dict | str | None:
+            trials = self._ot_study.get_trials(deepcopy=False)
+            finished = sum(t.state.is_finished() for t in trials)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if self.trial_cap is not None and finished + running >= self.trial_cap:
+                return Searcher.FINISHED if running == 0 else None
+            if self.budget.remaining_s() <= expected_trial_s(trials):
+                return Searcher.FINISHED
+            params = super().suggest(trial_id)
+            self.started_numbers[trial_id] = self._ot_trials[trial_id].number
+            return params
+
+        def number(self, trial_id: str) -> int | None:
+            return self.started_numbers.get(trial_id)
+
+        def record(self, trial_id: str, result: dict | None) -> None:
+            """The local backend's user attributes, from the trial's reported identity."""
+            trial = self._ot_trials.get(trial_id)
+            if trial is None or not result:
+                return
+            for key in ("widths", "frozen_layers", "trained_params", "frozen_params", "mlflow_run_id", "seconds"):
+                if key in result:
+                    trial.set_user_attr(key, result[key])
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            if result.get("epoch") == 1:
+                self.record(trial_id, result)
+            super().on_trial_result(trial_id, result)
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            self.record(trial_id, result)
+            trial = self._ot_trials.get(trial_id)
+            if trial is not None and not error and result and result.get("epoch", 0) < self.epochs:
+                # Stopped by ASHA or by the budget: pruned, as the local backend records it.
+                if trial_id not in self._completed_trials:
+                    self._ot_study.tell(trial, state=TrialState.PRUNED)
+                    self._completed_trials.add(trial_id)
+                return
+            super().on_trial_complete(trial_id, result, error)
+
+    return StudySearch
+
+
+def make_callback_class() -> type:
+    """``RunCloser``: ends each trial's MLflow run on the driver and emits progress events."""
+    from ray.tune import Callback
+
+    class RunCloser(Callback):  # type: ignore[misc]
+        def __init__(self, tracker: Tracker, study: optuna.Study, searcher: Any, emit: EventHandler,
+                     epochs: int) -> None:
+            self.tracker, self.study, self.searcher, self.emit, self.epochs = tracker, study, searcher, emit, epochs
+            self.last: dict[str, dict] = {}
+
+        def __getstate__(self) -> dict[str, Any]:
+            # Tune pickles its callbacks for experiment restore; the live handles stay with this process.
+            return {"epochs": self.epochs, "last": {}}
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            number = self.searcher.number(trial.trial_id)
+            if result.get("epoch") == 1 and number is not None:
+                widths = tuple(int(w) for w in str(result["widths"]).split("-"))
+                self.emit(TrialStarted(number, Candidate(widths, int(result["frozen_layers"]))))
+                self.tracker.set_tags(result["mlflow_run_id"], {"trial": number})
+            self.last[trial.trial_id] = result
+            metrics = EpochMetrics(**{k: result[k] for k in ("train_loss", "val_loss", "val_acc", "epoch_time_s",
+                                                             "eval_time_s", "images_per_s")}, epoch=result["epoch"])
+            self.emit(EpochDone(number if number is not None else -1, metrics))
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._close(trial, error=None)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._close(trial, error=str(getattr(trial, "error_file", "") or "the trial raised"))
+
+        def _close(self, trial: Any, error: str | None) -> None:
+            result = self.last.get(trial.trial_id, {})
+            run_id = result.get("mlflow_run_id")
+            if run_id is not None:
+                if error is not None:
+                    self.tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
+                    self.tracker.end_run(run_id, "FAILED")
+                elif result.get("epoch", 0) < self.epochs:
+                    self.tracker.set_tags(run_id, {"state": "pruned"})
+                    self.tracker.end_run(run_id, "FINISHED")
+                else:
+                    self.tracker.set_tags(run_id, {"state": "complete", "feature_cache": "memory"})
+                    self.tracker.end_run(run_id, "FINISHED")
+            number = self.searcher.number(trial.trial_id)
+            if number is None:
+                return
+            trials = self.study.get_trials(deepcopy=False)
+            summary = next((TrialSummary.from_trial(t) for t in trials if t.number == number), None)
+            done = [TrialSummary.from_trial(t) for t in trials if t.state == TrialState.COMPLETE]
+            if summary is not None:
+                self.emit(TrialEnded(summary, max(done, key=lambda t: t.score or 0.0, default=None), error))
+
+    return RunCloser
+
+
+@dataclass(frozen=True)
+class RayTrials:
+    """Everything the Ray backend needs from its search; ``run`` runs Tune until time or the cap."""
+
+    study: optuna.Study
+    config: Config
+    data: TensorData
+    tracker: Tracker
+    parent_id: str
+    budget: Budget
+    emit: EventHandler
+
+    def run(self) -> None:
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+
+        config = self.config
+        epochs = config.proxy.epochs
+        previous = len(self.study.trials)
+        searcher = make_searcher_class()(
+            space=DefineSpace(config.space),
+            metric="val_acc",
+            mode="max",
+            sampler=optuna.samplers.TPESampler(seed=config.search.seed + previous),
+            study_name=self.study.study_name,
+            storage=optuna.storages.RDBStorage(config.store.optuna_url),
+            epochs=epochs,
+            budget=self.budget,
+            trial_cap=config.search.trials,
+        )
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=3)
+        if config.search.pruner == "none":
+            scheduler = None
+        # Tune runs each trial in its own working directory: the store path must not be relative.
+        absolute = replace(config, store=replace(config.store, path=config.store.path.resolve()))
+        context = TrialContext(absolute, self.parent_id, self.study.study_name,
+                               deadline_unix=time.time() + self.budget.remaining_s())
+        trainable = tune.with_parameters(proxy_trainable, context=context, data=self.data.to("cpu"))
+        resources = {"cpu": config.ray.cpus_per_trial, "gpu": config.ray.gpus_per_trial}
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, resources),
+            tune_config=tune.TuneConfig(
+                metric="val_acc",
+                mode="max",
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=-1,
+                max_concurrent_trials=config.ray.max_concurrent,
+                time_budget_s=max(1.0, self.budget.remaining_s()),
+                reuse_actors=True,  # one worker process per slot: torch is imported once, not per trial
+            ),
+            run_config=tune.RunConfig(
+                name=self.study.study_name,
+                storage_path=str((config.store.path / "ray_results").resolve()),
+                verbose=0,
+                callbacks=[make_callback_class()(self.tracker, self.study, searcher, self.emit, epochs)],
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
+        tune_logger = logging.getLogger("ray.tune")
+        tune_logger.setLevel(logging.ERROR)  # our progress replaces Tune's; failures are recorded per trial
+        tuner.fit()
+        self.close_leftovers()
+
+    def close_leftovers(self) -> None:
+        """Trials that Tune's time budget terminated: pruned in Optuna, their runs KILLED in MLflow."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        for run in self.tracker.children(self.parent_id):
+            if run.info.status == "RUNNING":
+                self.tracker.set_tags(run.info.run_id, {"state": "pruned", "stopped": "Tune's time budget ended"})
+                self.tracker.end_run(run.info.run_id, "KILLED")

@@ -1,0 +1,315 @@
+"""``search validate``: does a cheap score rank width profiles the way full training does?
+
+``run_validation`` samples profiles across the space (a Latin hypercube over each layer's
+width choices), trains each in full with one fixed recipe (cached in the store, so a second
+run with other scorer settings does not retrain), scores each with every scorer, and
+reports per scorer Spearman's rho and Kendall's tau against full accuracy with bootstrap
+95 % intervals, the regret of its top-1 pick and its cost per candidate.
+
+``run_frozen_sweep`` answers the question before choosing k: for one profile and k = 0 ... L
+frozen layers, the trained parameters, seconds per epoch with and without the feature cache,
+and the validation accuracy after the proxy's epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from models import format_widths
+from search import data as datasets
+from search.config import Config, SpaceConfig
+from search.data import TensorData
+from search.progressive import train_full
+from search.proxy import Candidate, score_candidate
+from search.scorers import SCORERS, ScorerSettings
+from search.tracking import Tracker
+
+CACHE_FILE = "full_training_cache.json"
+
+
+# -- sampling -----------------------------------------------------------------------
+
+
+def sample_profiles(space: SpaceConfig, count: int, seed: int) -> list[tuple[int, ...]]:
+    """``count`` width profiles spread across the space: per layer, a random permutation of
+    ``count`` equal strata of its choices (a Latin hypercube), so every layer's range is
+    covered evenly and the layers vary independently.
+
+    Example:
+        >>> profiles = sample_profiles(SpaceConfig(layers=2, width_min=8, width_max=64, width_step=8), 8, seed=0)
+        >>> sorted(p[0] for p in profiles)
+        [8, 16, 24, 32, 40, 48, 56, 64]
+    """
+    rng = np.random.default_rng(seed)
+    columns = []
+    for layer in range(space.layers):
+        choices = space.choices(layer)
+        strata = (rng.permutation(count) + rng.random(count)) / count  # one point per stratum, in [0, 1)
+        columns.append([choices[min(int(u * len(choices)), len(choices) - 1)] for u in strata])
+    return [tuple(int(column[i]) for column in columns) for i in range(count)]
+
+
+# -- statistics ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScorerReport:
+    scorer: str
+    spearman: float
+    spearman_ci: tuple[float, float]
+    kendall: float
+    kendall_ci: tuple[float, float]
+    regret: float  # best full accuracy minus the full accuracy of this scorer's top pick
+    cost_s: float  # mean seconds per candidate
+    cost_ratio: float  # cost_s / mean full-training seconds per candidate
+
+
+def _correlations(scores: np.ndarray, accuracy: np.ndarray) -> tuple[float, float]:
+    if np.ptp(scores) == 0 or np.ptp(accuracy) == 0:
+        return float("nan"), float("nan")  # a constant has no rank order
+    return (float(scipy_stats.spearmanr(scores, accuracy).statistic),
+            float(scipy_stats.kendalltau(scores, accuracy).statistic))
+
+
+def bootstrap_intervals(
+    scores: np.ndarray, accuracy: np.ndarray, resamples: int, seed: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Percentile 95 % intervals of (rho, tau) over candidates resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    rhos, taus = [], []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(scores), len(scores))
+        rho, tau = _correlations(scores[pick], accuracy[pick])
+        if not math.isnan(rho):
+            rhos.append(rho)
+            taus.append(tau)
+    if not rhos:
+        return (float("nan"), float("nan")), (float("nan"), float("nan"))
+    return ((float(np.percentile(rhos, 2.5)), float(np.percentile(rhos, 97.5))),
+            (float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))))
+
+
+def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], cost_s: Sequence[float],
+               full_s: Sequence[float], resamples: int, seed: int) -> ScorerReport:
+    s, a = np.asarray(scores, dtype=np.float64), np.asarray(accuracy, dtype=np.float64)
+    rho, tau = _correlations(s, a)
+    rho_ci, tau_ci = bootstrap_intervals(s, a, resamples, seed)
+    top = int(np.argmax(s))  # ties: the first candidate scored highest
+    mean_cost = float(np.mean(cost_s))
+    return ScorerReport(scorer, rho, rho_ci, tau, tau_ci, float(a.max() - a[top]), mean_cost,
+                        mean_cost / max(float(np.mean(full_s)), 1e-12))
+
+
+# -- the full-training cache --------------------------------------------------------
+
+
+def recipe_key(config: Config, widths: Sequence[int]) -> str:
+    """What decides a full training's result: data, model, recipe, seed and widths."""
+    full = dataclasses.asdict(config.full)
+    for name in ("analysis_images", "lazy_threshold"):  # the analysis does not change training
+        full.pop(name)
+    recipe = {"data": dataclasses.asdict(config.data), "model": dataclasses.asdict(config.model), "full": full,
+              "seed": config.search.seed, "widths": list(widths)}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class FullTrainingCache:
+    """{recipe key: {"val_acc", "seconds", "widths"}} in one JSON file, replaced atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        self.entries[key] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            json.dump(self.entries, out, indent=1)
+        os.replace(temporary, self.path)
+
+
+# -- the validation run -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    widths: tuple[int, ...]
+    val_acc: float
+    full_s: float
+    cached: bool  # the full training came from the cache
+    scores: dict[str, float]
+    cost_s: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    candidates: tuple[CandidateResult, ...]
+    reports: tuple[ScorerReport, ...]
+    parent_run_id: str
+    frozen_layers: int
+    recipe: str
+
+    @property
+    def retrained(self) -> int:
+        return sum(not c.cached for c in self.candidates)
+
+
+CandidateHandler = Callable[[int, int, CandidateResult], None]
+
+
+def run_validation(config: Config, on_candidate: CandidateHandler | None = None) -> ValidationResult:
+    """Sample, train fully (or take from the cache), score, correlate, log to MLflow."""
+    from search.study import resolve_device
+
+    device = resolve_device(config.search.device)
+    data = datasets.load(config.data, seed=config.search.seed).to(device)
+    config.store.path.mkdir(parents=True, exist_ok=True)
+    cache = FullTrainingCache(config.store.path / CACHE_FILE)
+    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
+    frozen = config.space.frozen_layers[0]
+    settings = ScorerSettings(config.model, config.proxy, config.search.seed)
+    profiles = sample_profiles(config.space, config.fidelity.candidates, config.search.seed)
+    recipe = f"{config.full.mode}, {config.full.stages}x{config.full.epochs_per_stage} epochs"
+    parent_id = tracker.start_run(
+        time.strftime("validate-%Y%m%d-%H%M%S"),
+        params={**config.to_flat_dict(), "seed": config.search.seed, "frozen_layers": frozen},
+        tags={"phase": "validate", "dataset": data.name, "recipe": recipe},
+    )
+    results: list[CandidateResult] = []
+    with tracker.ending(parent_id):
+        for index, widths in enumerate(profiles):
+            result = validate_candidate(widths, frozen, data, config, settings, cache)
+            results.append(result)
+            log_candidate(tracker, parent_id, result, frozen, config.search.seed)
+            if on_candidate is not None:
+                on_candidate(index, len(profiles), result)
+        reports = tuple(
+            report_for(name, [c.scores[name] for c in results], [c.val_acc for c in results],
+                       [c.cost_s[name] for c in results], [c.full_s for c in results],
+                       config.fidelity.bootstrap, config.search.seed)
+            for name in config.fidelity.scorers
+        )
+        log_reports(tracker, parent_id, results, reports)
+    return ValidationResult(tuple(results), reports, parent_id, frozen, recipe)
+
+
+def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, config: Config,
+                       settings: ScorerSettings, cache: FullTrainingCache) -> CandidateResult:
+    key = recipe_key(config, widths)
+    entry = cache.get(key)
+    cached = entry is not None
+    if entry is None:
+        result, _ = train_full(widths, data, config.model, config.full, config.search.seed)
+        entry = {"widths": format_widths(widths), "val_acc": result.val_acc, "seconds": result.seconds}
+        cache.put(key, entry)
+    candidate = Candidate(widths, frozen)
+    scores, costs = {}, {}
+    for name in config.fidelity.scorers:
+        start = time.perf_counter()
+        scores[name] = SCORERS[name](candidate, data, settings)
+        costs[name] = time.perf_counter() - start
+    return CandidateResult(widths, float(entry["val_acc"]), float(entry["seconds"]), cached, scores, costs)
+
+
+def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, frozen: int, seed: int) -> None:
+    label = format_widths(result.widths)
+    run_id = tracker.start_run(f"candidate-{label}", parent_id=parent_id,
+                               params={"widths": label, "frozen_layers": frozen, "seed": seed},
+                               tags={"phase": "validate", "full_training": "cache" if result.cached else "trained"})
+    metrics = {"full_val_acc": result.val_acc, "full_time_s": result.full_s}
+    for name in result.scores:
+        if math.isfinite(result.scores[name]):
+            metrics[f"score_{name}"] = result.scores[name]
+        metrics[f"cost_s_{name}"] = result.cost_s[name]
+    tracker.log_metrics(run_id, metrics)
+    tracker.end_run(run_id)
+
+
+def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult],
+                reports: tuple[ScorerReport, ...]) -> None:
+    from search import pictures
+
+    metrics: dict[str, float] = {}
+    for r in reports:
+        metrics.update({f"spearman_{r.scorer}": r.spearman, f"kendall_{r.scorer}": r.kendall,
+                        f"regret_{r.scorer}": r.regret, f"cost_s_{r.scorer}": r.cost_s,
+                        f"cost_ratio_{r.scorer}": r.cost_ratio})
+    tracker.log_metrics(parent_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
+    rows = [{"widths": format_widths(c.widths), "full_val_acc": c.val_acc, "full_time_s": c.full_s,
+             **{f"score_{k}": v for k, v in c.scores.items()}, **{f"cost_s_{k}": v for k, v in c.cost_s.items()}}
+            for c in results]
+    tracker.log_table(parent_id, rows, "candidates.csv")
+    tracker.log_json(parent_id, [dataclasses.asdict(r) for r in reports], "scorers.json")
+    with tempfile.TemporaryDirectory() as folder:
+        for r in reports:
+            pictures.score_scatter([c.scores[r.scorer] for c in results], [c.val_acc for c in results], r.scorer,
+                                   r.spearman, r.kendall, Path(folder) / f"scatter_{r.scorer}.png")
+        tracker.log_artifacts(parent_id, Path(folder), "plots")
+
+
+# -- the frozen-layer sweep ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    frozen_layers: int
+    trained_params: int
+    frozen_params: int
+    cache_s: float  # computing the frozen features once (cached run)
+    epoch_s_cached: float  # median training pass per epoch over cached features
+    epoch_s_uncached: float  # the same, recomputing the frozen layers per batch
+    val_acc: float  # after the proxy's epochs (cached run)
+
+
+def run_frozen_sweep(config: Config, widths: tuple[int, ...],
+                     on_row: Callable[[SweepRow], None] | None = None) -> tuple[list[SweepRow], str]:
+    """For k = 0 ... L frozen layers: cost and accuracy of the proxy on ``widths``."""
+    from search import pictures
+    from search.study import resolve_device
+
+    device = resolve_device(config.search.device)
+    data = datasets.load(config.data, seed=config.search.seed).to(device)
+    config.store.path.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
+    label = format_widths(widths)
+    parent_id = tracker.start_run(f"frozen-sweep-{label}",
+                                  params={**config.to_flat_dict(), "widths": label, "seed": config.search.seed},
+                                  tags={"phase": "frozen-sweep", "dataset": data.name, "widths": label})
+    rows: list[SweepRow] = []
+    with tracker.ending(parent_id):
+        for frozen in range(len(widths) + 1):
+            candidate = Candidate(widths, frozen)
+            with_cache = score_candidate(candidate, data, config.model, config.proxy, config.search.seed)
+            without = with_cache if frozen == 0 else score_candidate(  # nothing frozen: nothing to cache
+                candidate, data, config.model, replace(config.proxy, cache_mb=0.0), config.search.seed)
+            row = SweepRow(frozen, with_cache.trained_params, with_cache.frozen_params, with_cache.cache_time_s,
+                           float(np.median([m.epoch_time_s for m in with_cache.history])),
+                           float(np.median([m.epoch_time_s for m in without.history])), with_cache.score)
+            rows.append(row)
+            tracker.log_metrics(parent_id, {"trained_params": row.trained_params, "epoch_s_cached": row.epoch_s_cached,
+                                            "epoch_s_uncached": row.epoch_s_uncached, "val_acc": row.val_acc,
+                                            "cache_s": row.cache_s}, step=frozen)
+            if on_row is not None:
+                on_row(row)
+        tracker.log_table(parent_id, [dataclasses.asdict(r) for r in rows], "frozen_sweep.csv")
+        with tempfile.TemporaryDirectory() as folder:
+            pictures.frozen_sweep_plot(rows, label, Path(folder) / "frozen_sweep.png")
+            tracker.log_artifacts(parent_id, Path(folder), "plots")
+    return rows, parent_id

@@ -1,0 +1,203 @@
+"""Real components on loopback, started and stopped by these tests (only what they started):
+a Ray head with token authentication, and an MLflow tracking server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import ROOT, run_cli
+from search.tracking import Tracker
+
+BIN = Path(sys.executable).parent
+TINY = ["--dataset", "synthetic", "--layers", "2", "--width-range", "4:12:4", "--frozen", "1", "--proxy-epochs", "2",
+        "--batch-size", "64", "--device", "cpu", "--top-k", "0", "--pruner", "none"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL, to the process group this test started (its own session: nothing else is in it)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass(frozen=True)
+class RayHead:
+    gcs_address: str
+    dashboard_url: str
+    token_path: Path
+    client_env: dict[str, str]  # what a user's shell needs: the token, nothing else of the head
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[RayHead]:
+    root = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    home = root / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}",
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    token_path = home / ".ray" / "auth_token"
+    gcs, dashboard = free_port(), free_port()
+    log = open(root / "head.log", "w")
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--temp-dir", str(root / "t"),
+         "--num-cpus", "2", "--ray-client-server-port", str(free_port()), "--disable-usage-stats"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        from ray.job_submission import JobSubmissionClient
+
+        deadline = time.monotonic() + 120
+        while True:
+            assert head.poll() is None, (root / "head.log").read_text()[-3000:]
+            try:
+                JobSubmissionClient(url, headers={"Authorization": f"Bearer {token_path.read_text().strip()}"})
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "the Ray head did not come up in 120 s"
+                time.sleep(1)
+        client_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        client_env["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+        yield RayHead(f"127.0.0.1:{gcs}", url, token_path, client_env)
+    finally:
+        stop(head)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    full_env = {**env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "140"}
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_a_search_on_a_ray_cluster_keeps_the_local_layout(tmp_path: Path, ray_head: RayHead) -> None:
+    result = cli(["run", "--backend", "ray", "--address", ray_head.gcs_address, *TINY, "--trials", "3",
+                  "--budget", "4m", "--max-concurrent", "2"], tmp_path, ray_head.client_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Top candidates" in result.stdout
+
+    storage = f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(len(t.user_attrs["widths"].split("-")) == 2 and t.user_attrs["trained_params"] > 0 for t in trials)
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    parent = tracker.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    children = tracker.children(parent.info.run_id)
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    assert {c.info.run_id for c in children} == {t.user_attrs["mlflow_run_id"] for t in trials}
+    for child in children:
+        assert child.data.tags["backend"] == "ray" and child.data.tags["phase"] == "proxy"
+        history = tracker.client.get_metric_history(child.info.run_id, "val_acc")
+        assert sorted(m.step for m in history) == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_search_submitted_as_a_ray_job_runs_to_success(tmp_path: Path, ray_head: RayHead) -> None:
+    store = tmp_path / "jobstore"
+    submitted = cli(["submit", "--address", ray_head.dashboard_url, "--working-dir", str(ROOT), "--",
+                     "run", "--backend", "ray", "--address", "auto", *TINY, "--trials", "2", "--budget", "3m",
+                     "--store", str(store)], tmp_path, ray_head.client_env)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + 300
+    while True:
+        state = cli(["jobs", "status", job_id, "--address", ray_head.dashboard_url], tmp_path, ray_head.client_env)
+        assert state.returncode == 0, state.stderr
+        if state.stdout.strip() in ("SUCCEEDED", "FAILED", "STOPPED"):
+            break
+        assert time.monotonic() < deadline, "the job did not finish in 300 s"
+        time.sleep(2)
+    logs = cli(["jobs", "logs", job_id, "--address", ray_head.dashboard_url], tmp_path, ray_head.client_env)
+    assert state.stdout.strip() == "SUCCEEDED", logs.stdout[-3000:]
+    assert "Top candidates" in logs.stdout
+    assert (store / "optuna.db").is_file() and (store / "mlflow.db").is_file()
+
+
+def test_a_cluster_that_wants_a_token_and_gets_none_is_a_one_line_error(tmp_path: Path, ray_head: RayHead) -> None:
+    env = {k: v for k, v in ray_head.client_env.items() if k != "RAY_AUTH_TOKEN_PATH"}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token here
+    result = cli(["jobs", "status", "raysubmit_nothing", "--address", ray_head.dashboard_url], tmp_path, env)
+    assert result.returncode == 2 and "wants a token" in result.stderr and "RAY_AUTH_TOKEN" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_search_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not come up"
+            time.sleep(1)
+
+        result = run_cli(["run", *TINY, "--trials", "2", "--budget", "2m", "--tracking-uri", base], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"MLflow runs are on {base}" in result.stdout
+
+        def api(path: str, body: dict | None = None) -> dict:
+            request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", method="POST" if body else "GET",
+                                             data=json.dumps(body).encode() if body else None,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+
+        experiment = api("experiments/get-by-name?experiment_name=search")["experiment"]
+        runs = api("runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]
+        tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
+        parents = [run for run, tag in zip(runs, tags, strict=True) if "mlflow.parentRunId" not in tag]
+        assert len(parents) == 1 and len(runs) == 3
+        assert all(run["info"]["status"] == "FINISHED" for run in runs)
+        children = [tag for tag in tags if tag.get("mlflow.parentRunId") == parents[0]["info"]["run_id"]]
+        assert len(children) == 2 and all(tag["phase"] == "proxy" for tag in children)
+    finally:
+        stop(server)

@@ -1,0 +1,122 @@
+"""search validate: sampling, statistics, the full-training cache, and the command end to end."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from search.config import Config, FullTrainConfig, SpaceConfig
+from search.tracking import Tracker
+from search.validate import FullTrainingCache, bootstrap_intervals, recipe_key, report_for, sample_profiles
+
+
+def test_profiles_cover_every_layer_evenly_and_depend_on_the_seed() -> None:
+    space = SpaceConfig(layers=3, width_min=8, width_max=96, width_step=8)  # 12 choices
+    profiles = sample_profiles(space, 12, seed=1)
+    for layer in range(3):
+        assert sorted(p[layer] for p in profiles) == list(range(8, 97, 8))  # one per stratum
+    assert sample_profiles(space, 12, seed=1) == profiles != sample_profiles(space, 12, seed=2)
+    few = sample_profiles(space, 4, seed=0)  # 4 strata of 3 choices each
+    for layer in range(3):
+        assert sorted((p[layer] - 8) // 24 for p in few) == [0, 1, 2, 3]
+
+
+def test_a_perfect_and_a_reversed_ranking() -> None:
+    accuracy = [0.5, 0.6, 0.7, 0.8]
+    perfect = report_for("x", [1, 2, 3, 4], accuracy, [0.1] * 4, [1.0] * 4, resamples=200, seed=0)
+    assert perfect.spearman == pytest.approx(1) and perfect.kendall == pytest.approx(1) and perfect.regret == 0
+    assert perfect.cost_s == pytest.approx(0.1) and perfect.cost_ratio == pytest.approx(0.1)
+    reversed_ = report_for("x", [4, 3, 2, 1], accuracy, [0.1] * 4, [1.0] * 4, resamples=200, seed=0)
+    assert reversed_.spearman == pytest.approx(-1) and reversed_.regret == pytest.approx(0.3)
+
+
+def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_candidates() -> None:
+    rng = np.random.default_rng(0)
+
+    def width(n: int) -> float:
+        accuracy = rng.random(n)
+        scores = accuracy + 0.3 * rng.random(n)
+        (low, high), _ = bootstrap_intervals(scores, accuracy, 500, seed=0)
+        report = report_for("x", scores, accuracy, [0.0] * n, [1.0] * n, 500, 0)
+        assert low <= report.spearman <= high
+        return high - low
+
+    assert width(200) < width(12)
+
+
+def test_the_cache_key_follows_what_changes_training(tmp_path: Path) -> None:
+    config = Config()
+    key = recipe_key(config, (8, 16))
+    assert key == recipe_key(config, (8, 16)) != recipe_key(config, (8, 24))
+    assert key != recipe_key(Config(full=FullTrainConfig(epochs_per_stage=4)), (8, 16))
+    assert key == recipe_key(Config(full=FullTrainConfig(lazy_threshold=0.1)), (8, 16))  # analysis only
+    cache = FullTrainingCache(tmp_path / "c" / "cache.json")
+    cache.put(key, {"val_acc": 0.5, "seconds": 1.0})
+    assert FullTrainingCache(tmp_path / "c" / "cache.json").get(key) == {"val_acc": 0.5, "seconds": 1.0}
+
+
+TINY = ["--dataset", "synthetic", "--layers", "2", "--width-range", "4:16:4", "--frozen", "1", "--proxy-epochs",
+        "1", "--stages", "1", "--epochs-per-stage", "2", "--batch-size", "64", "--device", "cpu", "--bootstrap", "50"]
+
+
+@pytest.mark.slow
+def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(tmp_path: Path) -> None:
+    first = run_cli(["validate", *TINY, "--candidates", "4"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    for field in ("Spearman rho", "Kendall tau", "regret", "s/candidate", "cost/full",
+                  "proxy", "params", "synflow", "naswot", "grad_norm"):
+        assert field in first.stdout
+    assert "0 of 4 full trainings came from the cache" in first.stdout
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
+                 if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and parent.data.tags["phase"] == "validate"
+    for scorer in ("proxy", "params", "synflow", "grad_norm"):
+        assert -1 <= parent.data.metrics[f"spearman_{scorer}"] <= 1
+        assert parent.data.metrics[f"cost_s_{scorer}"] > 0
+    plots = {a.path for a in tracker.client.list_artifacts(parent.info.run_id, "plots")}
+    assert {f"plots/scatter_{s}.png" for s in ("proxy", "params", "synflow", "naswot", "grad_norm")} <= plots
+    children = tracker.children(parent.info.run_id)
+    assert len(children) == 4 and all(c.data.tags["full_training"] == "trained" for c in children)
+    assert all(0 <= c.data.metrics["full_val_acc"] <= 1 and "score_proxy" in c.data.metrics for c in children)
+
+    second = run_cli(["validate", *TINY, "--candidates", "4", "--scorers", "proxy,params", "--proxy-epochs", "2"],
+                     cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "4 of 4 full trainings came from the cache" in second.stdout and "synflow" not in second.stdout
+    runs = tracker.client.search_runs([tracker.experiment_id], filter_string="tags.full_training = 'cache'")
+    assert len(runs) == 4
+    before = {c.data.params["widths"]: c.data.metrics["full_val_acc"] for c in children}
+    assert {r.data.params["widths"]: r.data.metrics["full_val_acc"] for r in runs} == before
+
+
+@pytest.mark.slow
+def test_the_frozen_sweep_covers_k_from_zero_to_every_layer(tmp_path: Path) -> None:
+    result = run_cli(["validate", "--frozen-sweep", "--widths", "8-16-16", "--dataset", "synthetic",
+                      "--proxy-epochs", "2", "--device", "cpu"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert [line.split("│")[1].strip() for line in table] == ["0", "1", "2", "3"]
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (run,) = tracker.client.search_runs([tracker.experiment_id])
+    trained = [m.value for m in sorted(tracker.client.get_metric_history(run.info.run_id, "trained_params"),
+                                       key=lambda m: m.step)]
+    assert len(trained) == 4 and trained == sorted(trained, reverse=True)  # each frozen layer trains less
+    assert {"plots/frozen_sweep.png"} == {a.path for a in tracker.client.list_artifacts(run.info.run_id, "plots")}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frozen-sweep"], "--frozen-sweep needs --widths"),
+        (["--widths", "8-16"], "--widths goes with --frozen-sweep"),
+        (["--scorers", "proxy,magic"], "unknown scorer 'magic'"),
+        (["--candidates", "2"], "candidates 2 must be an integer >= 3"),
+    ],
+)
+def test_validate_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run_cli(["validate", *args], cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
