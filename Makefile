@@ -26,6 +26,7 @@ bench: install
 	$(BIN)/python -m benchmarks.proxy_vs_full
 	$(BIN)/python -m benchmarks.loop_overhead
 	$(BIN)/python -m benchmarks.progressive_vs_scratch
+	$(BIN)/python -m benchmarks.ray_concurrency
 
 ui: install
 	$(BIN)/search ui
