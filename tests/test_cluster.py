@@ -201,3 +201,28 @@ def test_a_search_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
         assert len(children) == 2 and all(tag["phase"] == "proxy" for tag in children)
     finally:
         stop(server)
+
+
+@pytest.mark.slow
+def test_a_ray_search_keeps_the_budget_and_records_asha_stops_as_pruned(tmp_path: Path) -> None:
+    budget_s = 40
+    start = time.monotonic()
+    result = run_cli(["run", "--backend", "ray", *TINY[:-4], "--budget", f"{budget_s}s"], cwd=tmp_path)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert elapsed <= 1.1 * budget_s, f"took {elapsed:.1f} s for a {budget_s} s budget"
+
+    storage = f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    trials = study.get_trials()
+    assert len(trials) >= 2 and not [t for t in trials if t.state == TrialState.RUNNING]
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    runs = {r.info.run_id: r for r in tracker.descendants(study.user_attrs["mlflow_parent_run_id"])}
+    assert all(r.info.status != "RUNNING" for r in runs.values())
+    for trial in trials:
+        if "mlflow_run_id" not in trial.user_attrs:
+            continue
+        epochs = len(tracker.client.get_metric_history(trial.user_attrs["mlflow_run_id"], "val_acc"))
+        # COMPLETE after both proxy epochs; PRUNED (ASHA or the budget) after fewer.
+        assert (trial.state == TrialState.COMPLETE) == (epochs == 2), (trial.number, trial.state, epochs)
