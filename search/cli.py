@@ -112,7 +112,7 @@ def build_parser() -> Parser:
     add_full_arguments(train)
     train.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
     train.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
-    train.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see search run --help)")
+    add_config_argument(train)
     add_data_arguments(train)
     add_machine_arguments(train, "seed of the random weights and batch order")
 
@@ -122,10 +122,10 @@ def build_parser() -> Parser:
         description="Sample width profiles across the space, train each fully with one recipe (from scratch "
         "unless --progressive or the config file says else; results are cached in the store), score each "
         "with every scorer, and report Spearman's rho and Kendall's tau against full accuracy with bootstrap "
-        "95%% intervals, the regret of each scorer's top pick and its cost. With --frozen-sweep: the cost and "
+        "95 percent intervals, the regret of each scorer's top pick and its cost. With --frozen-sweep: the cost and "
         "accuracy of the proxy for k = 0..L frozen layers of one profile.",
     )
-    validate.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see search run --help)")
+    add_config_argument(validate)
     group = validate.add_argument_group("validation")
     group.add_argument("--candidates", type=int, metavar="N", help="profiles sampled across the space (default 24)")
     group.add_argument("--scorers", metavar="NAME,...", help=f"among {', '.join(SCORERS)} (default: all)")
@@ -239,6 +239,10 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group.add_argument("--max-kernel-norm", type=float, metavar="C", help="max L2 norm of each conv kernel")
     group.add_argument("--max-column-norm", type=float, metavar="C", help="max L2 norm of each linear unit's weights")
     return group
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see search run --help)")
 
 
 def add_machine_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
