@@ -205,9 +205,10 @@ def test_a_search_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_ray_search_keeps_the_budget_and_records_asha_stops_as_pruned(tmp_path: Path) -> None:
-    budget_s = 40
+    budget_s = 60  # a fresh machine spends 20-30 s starting Ray and importing torch in its first worker
     start = time.monotonic()
-    result = run_cli(["run", "--backend", "ray", *TINY[:-4], "--budget", f"{budget_s}s"], cwd=tmp_path)
+    result = run_cli(["run", "--backend", "ray", *TINY[:-4], "--top-k", "0", "--budget", f"{budget_s}s"],
+                     cwd=tmp_path)
     elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-3000:]
     assert elapsed <= 1.1 * budget_s, f"took {elapsed:.1f} s for a {budget_s} s budget"
