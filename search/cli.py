@@ -398,7 +398,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         fail("--widths goes with --frozen-sweep; validate samples its candidates from the space")
     config = config_from_args(argparse.Namespace(**namespace))
     from search.progress import console, frozen_sweep_table, validation_table
-    from search.validate import run_frozen_sweep, run_validation
+    from search.validate import CandidateResult, run_frozen_sweep, run_validation
 
     quiet_libraries()
     try:
@@ -410,10 +410,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             console.print(f"MLflow run {run_id}")
             return 0
 
-        def show(index: int, total: int, c: object) -> None:
-            from search.validate import CandidateResult
-
-            assert isinstance(c, CandidateResult)
+        def show(index: int, total: int, c: CandidateResult) -> None:
             source = "cached" if c.cached else f"trained in {c.full_s:.1f} s"
             console.print(f"  {index + 1:>3}/{total}  {'-'.join(map(str, c.widths)):<24} full val_acc "
                           f"{c.val_acc:.4f} ({source})")

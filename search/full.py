@@ -30,7 +30,7 @@ from search.analysis import (
 )
 from search.config import Config, ConfigError, StoreConfig, from_mapping
 from search.data import TensorData
-from search.progressive import FullResult, schedule, stage_multiplier, train_full
+from search.progressive import FullResult, schedule, schedule_multiplier, train_full
 from search.study import (
     Budget,
     BudgetExhausted,
@@ -41,6 +41,7 @@ from search.study import (
     FullSummary,
     StageStarted,
     TrialSummary,
+    next_epoch_overruns,
 )
 from search.tracking import Tracker
 from search.train import EpochMetrics
@@ -91,7 +92,7 @@ def train_candidate(
     def on_stage(stage: int, model: ConvNet) -> None:
         if stage_runs:
             tracker.end_run(stage_runs[-1])
-        multiplier = 1.0 if config.full.mode == "none" else stage_multiplier(stage, len(plan))
+        multiplier = schedule_multiplier(stage, config.full)
         stage_runs.append(
             tracker.start_run(
                 f"stage-{stage}-x{multiplier:g}",
@@ -111,8 +112,8 @@ def train_candidate(
         stage_done = metrics.epoch == plan[stage][1]
         if stage_done and stage == len(plan) - 1:
             return
-        next_epoch_s = (metrics.epoch_time_s + metrics.eval_time_s) * (STAGE_GROWTH if stage_done else 1.0)
-        if time.monotonic() + next_epoch_s > train_deadline:
+        growth = STAGE_GROWTH if stage_done else 1.0
+        if next_epoch_overruns(metrics, train_deadline - time.monotonic(), growth):
             where = f"stage {stage + 1}/{len(plan)} epoch {metrics.epoch}"
             raise BudgetExhausted(f"stopped after {where}: the next epoch would overrun the budget")
 

@@ -44,6 +44,11 @@ def stage_multiplier(stage: int, stages: int) -> float:
     return 1.0 / 2 ** (stages - 1 - stage)
 
 
+def schedule_multiplier(stage: int, config: FullTrainConfig) -> float:
+    """The stage's width as a fraction of the target under ``config`` (1 for ``none``, one stage)."""
+    return 1.0 if config.mode == "none" else stage_multiplier(stage, config.stages)
+
+
 def augmentation(dataset: str, image_size: int) -> Transform:
     """Random shifts of up to 2 pixels, plus mirror flips where they keep the label (cifar10).
 
@@ -152,9 +157,8 @@ def train_full(
             )
         except StopTraining as stop:
             stopped = str(stop) or type(stop).__name__
-        multiplier = 1.0 if config.mode == "none" else stage_multiplier(stage, config.stages)
         results.append(
-            StageResult(stage, multiplier, stage_target, tuple(history), model.trained_params(),
+            StageResult(stage, schedule_multiplier(stage, config), stage_target, tuple(history), model.trained_params(),
                         time.perf_counter() - stage_start)
         )
         if stopped is not None:

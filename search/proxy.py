@@ -47,6 +47,10 @@ class ProxyResult:
     cache_time_s: float  # computing the frozen features once
     seconds: float  # the whole trial: build, cache, train
 
+    def as_metrics(self) -> dict[str, float]:
+        """The end-of-trial MLflow metrics."""
+        return {"proxy_score": self.score, "trial_time_s": self.seconds, "cache_time_s": self.cache_time_s}
+
 
 def build_model(candidate: Candidate, data: TensorData, model: ModelConfig, seed: int) -> ConvNet:
     """The candidate's network; its random weights depend only on (seed, widths)."""

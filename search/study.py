@@ -71,6 +71,12 @@ class BudgetExhausted(StopTraining):
     """Raised from a trial's epoch callback when its next epoch would overrun the budget."""
 
 
+def next_epoch_overruns(metrics: EpochMetrics, seconds_left: float, growth: float = 1.0) -> bool:
+    """Whether an epoch like the last one (training and evaluation, times ``growth``) would end
+    after ``seconds_left``: the one budget test of every phase and backend."""
+    return (metrics.epoch_time_s + metrics.eval_time_s) * growth > seconds_left
+
+
 def expected_trial_s(trials: list[FrozenTrial]) -> float:
     """The longest finished trial so far: a new trial is only started if this much is left."""
     durations = [
@@ -96,6 +102,12 @@ def suggest_candidate(trial: optuna.Trial, space: SpaceConfig) -> Candidate:
     else:
         frozen = int(trial.suggest_categorical("frozen_layers", list(space.frozen_layers)))
     return Candidate(tuple(widths), frozen)
+
+
+def trial_identity(candidate: Candidate, trained_params: int, frozen_params: int) -> dict[str, Any]:
+    """What every backend records of a trial, as MLflow params (with the seed) and Optuna user attributes."""
+    return {"widths": candidate.label, "frozen_layers": candidate.frozen_layers, "trained_params": trained_params,
+            "frozen_params": frozen_params}
 
 
 # -- results ------------------------------------------------------------------------

@@ -153,13 +153,18 @@ class Tracker:
             frontier = [child.info.run_id for child in children]
         return found
 
-    def fail_running_children(self, parent_id: str) -> list[str]:
-        """Mark runs under ``parent_id`` left RUNNING by a killed process as FAILED; return their ids."""
+    def close_running(self, parent_id: str, status: str, tags: Mapping[str, Any]) -> list[str]:
+        """End every run under ``parent_id`` still RUNNING with ``status`` and ``tags``; return their ids."""
         stale = [run.info.run_id for run in self.descendants(parent_id) if run.info.status == "RUNNING"]
         for run_id in stale:
-            self.set_tags(run_id, {"failure": "process ended while the run was active"})
-            self.end_run(run_id, RunStatus.to_string(RunStatus.FAILED))
+            self.set_tags(run_id, tags)
+            self.end_run(run_id, status)
         return stale
+
+    def fail_running_children(self, parent_id: str) -> list[str]:
+        """Mark runs under ``parent_id`` left RUNNING by a killed process as FAILED; return their ids."""
+        return self.close_running(parent_id, RunStatus.to_string(RunStatus.FAILED),
+                                  {"failure": "process ended while the run was active"})
 
 
 def _is_local(tracking_uri: str) -> bool:

@@ -26,7 +26,9 @@ from search.study import (
     TrialStarted,
     TrialSummary,
     expected_trial_s,
+    next_epoch_overruns,
     suggest_candidate,
+    trial_identity,
 )
 from search.tracking import Tracker
 from search.train import EpochMetrics
@@ -63,26 +65,14 @@ def run_one(ctx: LocalTrials) -> None:
     study, config, tracker, budget, emit = ctx.study, ctx.config, ctx.tracker, ctx.budget, ctx.emit
     trial = study.ask()
     candidate = suggest_candidate(trial, config.space)
-    trained_params, frozen_params = ctx.param_counts(candidate)
+    identity = trial_identity(candidate, *ctx.param_counts(candidate))
     run_id = tracker.start_run(
         f"trial-{trial.number}",
         parent_id=ctx.parent_id,
-        params={
-            "widths": candidate.label,
-            "frozen_layers": candidate.frozen_layers,
-            "trained_params": trained_params,
-            "frozen_params": frozen_params,
-            "seed": config.search.seed,
-        },
+        params={**identity, "seed": config.search.seed},
         tags={"phase": "proxy", "study": study.study_name, "trial": trial.number},
     )
-    for key, value in {
-        "widths": candidate.label,
-        "frozen_layers": candidate.frozen_layers,
-        "trained_params": trained_params,
-        "frozen_params": frozen_params,
-        "mlflow_run_id": run_id,
-    }.items():
+    for key, value in {**identity, "mlflow_run_id": run_id}.items():
         trial.set_user_attr(key, value)
     emit(TrialStarted(trial.number, candidate))
 
@@ -95,7 +85,7 @@ def run_one(ctx: LocalTrials) -> None:
         if metrics.epoch < epochs:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}")
-            if budget.remaining_s() < metrics.epoch_time_s + metrics.eval_time_s:
+            if next_epoch_overruns(metrics, budget.remaining_s()):
                 raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
 
     start = time.perf_counter()
@@ -124,10 +114,7 @@ def run_one(ctx: LocalTrials) -> None:
         trial.set_user_attr("seconds", result.seconds)
         trial.set_user_attr("cached", result.cached)
         study.tell(trial, result.score)
-        tracker.log_metrics(
-            run_id,
-            {"proxy_score": result.score, "trial_time_s": result.seconds, "cache_time_s": result.cache_time_s},
-        )
+        tracker.log_metrics(run_id, result.as_metrics())
         tracker.set_tags(run_id, {"state": "complete", "feature_cache": "memory" if result.cached else "none"})
         tracker.end_run(run_id, "FINISHED")
 

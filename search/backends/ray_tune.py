@@ -41,7 +41,9 @@ from search.study import (
     TrialStarted,
     TrialSummary,
     expected_trial_s,
+    next_epoch_overruns,
     suggest_candidate,
+    trial_identity,
 )
 from search.tracking import Tracker
 from search.train import EpochMetrics
@@ -159,25 +161,21 @@ def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
     tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
     from search.study import param_counts
 
-    trained, frozen = param_counts(candidate, on_device, config)
+    identity = trial_identity(candidate, *param_counts(candidate, on_device, config))
     run_id = tracker.start_run(
         f"trial-{tune.get_context().get_trial_id()}",
         parent_id=context.parent_id,
-        params={"widths": candidate.label, "frozen_layers": candidate.frozen_layers, "trained_params": trained,
-                "frozen_params": frozen, "seed": config.search.seed},
+        params={**identity, "seed": config.search.seed},
         tags={"phase": "proxy", "study": context.study_name, "backend": "ray", "device": str(device)},
     )
-    identity = {"widths": candidate.label, "frozen_layers": candidate.frozen_layers, "trained_params": trained,
-                "frozen_params": frozen, "mlflow_run_id": run_id}
+    identity["mlflow_run_id"] = run_id
     start = time.perf_counter()
 
     def report(metrics: EpochMetrics) -> None:
         tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
         tune.report({**metrics.as_metrics(), "epoch": metrics.epoch, "seconds": time.perf_counter() - start,
                      **identity})
-        if metrics.epoch < config.proxy.epochs and (
-            time.time() + metrics.epoch_time_s + metrics.eval_time_s > context.deadline_unix
-        ):
+        if metrics.epoch < config.proxy.epochs and next_epoch_overruns(metrics, context.deadline_unix - time.time()):
             raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
 
     try:
@@ -186,8 +184,7 @@ def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
     except BudgetExhausted as stop:
         tracker.set_tags(run_id, {"stopped": str(stop)})
         return
-    tracker.log_metrics(run_id, {"proxy_score": result.score, "trial_time_s": result.seconds,
-                                 "cache_time_s": result.cache_time_s})
+    tracker.log_metrics(run_id, result.as_metrics())
 
 
 # -- the driver side ----------------------------------------------------------------
@@ -386,7 +383,4 @@ class RayTrials:
         """Trials that Tune's time budget terminated: pruned in Optuna, their runs KILLED in MLflow."""
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             self.study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
-        for run in self.tracker.children(self.parent_id):
-            if run.info.status == "RUNNING":
-                self.tracker.set_tags(run.info.run_id, {"state": "pruned", "stopped": "Tune's time budget ended"})
-                self.tracker.end_run(run.info.run_id, "KILLED")
+        self.tracker.close_running(self.parent_id, "KILLED", {"state": "pruned", "stopped": "Tune's time budget ended"})
