@@ -1,9 +1,11 @@
-"""Choose the proxy's defaults with ``search validate``: rank correlation and cost for a grid
-of (frozen layers k, proxy epochs, learning rate), beside the zero-cost baselines, on the same
-sampled candidates and the same full trainings (taken from the store's cache after the first
-``search validate`` with the same data, recipe and seed).
+"""Choose the proxy's defaults with ``search validate``: rank correlation (against the mean of
+the full-training seeds, beside the seed ceiling) and cost for a grid of proxy settings,
+beside the zero-cost baselines, on the same sampled candidates and the same full trainings
+(taken from the store's cache after a first ``search validate`` with the same data, space,
+recipe and seed).
 
-    python -m benchmarks.fidelity_grid [--store runs] [--candidates 24] [--frozen 2,3,4] [--epochs 1,2,4]
+    python -m benchmarks.fidelity_grid --dataset textures --width-choices 4,8,16,32,64 \\
+        [--store runs] [--candidates 24] [--full-seeds 2] [--frozen 1,2] [--epochs 2,4] [--train-images 0,512]
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from pathlib import Path
 
 import torch
 
-from search.config import Config, FidelityConfig, FullTrainConfig, SearchConfig, StoreConfig, parse_int_list
+from search.config import (
+    Config,
+    DataConfig,
+    FidelityConfig,
+    FullTrainConfig,
+    SearchConfig,
+    SpaceConfig,
+    StoreConfig,
+    parse_int_list,
+)
 from search.validate import ScorerReport, run_validation
 
 BASELINES = ("params", "synflow", "naswot", "grad_norm")
@@ -24,34 +35,45 @@ BASELINES = ("params", "synflow", "naswot", "grad_norm")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, default=Path("runs"))
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--width-choices", default="4,8,16,32,64")
     parser.add_argument("--candidates", type=int, default=24)
-    parser.add_argument("--frozen", default="2,3,4")
-    parser.add_argument("--epochs", default="1,2,4")
-    parser.add_argument("--lr", default="0.002")
+    parser.add_argument("--full-seeds", type=int, default=2)
+    parser.add_argument("--frozen", default="2")
+    parser.add_argument("--epochs", default="4")
+    parser.add_argument("--train-images", default="0", help="0: all")
+    parser.add_argument("--warmup", default="0.5")
     args = parser.parse_args()
 
-    base = Config(full=FullTrainConfig(mode="none"), search=SearchConfig(device="cpu"),
-                  fidelity=FidelityConfig(candidates=args.candidates, scorers=BASELINES),
+    choices = parse_int_list(args.width_choices, "width")
+    space = SpaceConfig(layer_choices=(choices,) * SpaceConfig().layers)
+    base = Config(space=space, full=FullTrainConfig(mode="none"), data=DataConfig(dataset=args.dataset),
+                  search=SearchConfig(device="cpu"),
+                  fidelity=FidelityConfig(candidates=args.candidates, scorers=BASELINES, full_seeds=args.full_seeds),
                   store=StoreConfig(path=args.store)).validate()
-    print(f"digits, {args.candidates} candidates, full training from scratch 12 epochs, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{args.dataset}, {args.candidates} candidates from {args.width_choices} per layer, full training from "
+          f"scratch {base.full.stages * base.full.epochs_per_stage} epochs ({base.full.decay}), mean of "
+          f"{args.full_seeds} seeds; torch {torch.__version__}, {torch.get_num_threads()} threads")
     baselines = run_validation(base)
-    print(f"{baselines.retrained} of {len(baselines.candidates)} full trainings run now, the rest cached")
-    print(f"{'scorer':<28} {'rho':>6} {'rho 95% CI':>15} {'tau':>6} {'regret':>7} {'s/cand':>7} {'cost/full':>9}")
+    print(f"{baselines.retrained} of {len(baselines.candidates)} candidates trained now, the rest cached; "
+          f"seed ceiling (rho between seeds) {baselines.ceiling:.3f}")
+    print(f"{'scorer':<40} {'rho':>6} {'rho 95% CI':>15} {'/ceil':>6} {'tau':>6} {'regret':>7} {'s/cand':>7} "
+          f"{'cost/full':>9}")
 
     def line(label: str, r: ScorerReport) -> None:
-        print(f"{label:<28} {r.spearman:6.3f} [{r.spearman_ci[0]:5.2f}, {r.spearman_ci[1]:5.2f}] "
-              f"{r.kendall:6.3f} {r.regret:7.4f} {r.cost_s:7.3f} {r.cost_ratio:9.4f}")
+        print(f"{label:<40} {r.spearman:6.3f} [{r.spearman_ci[0]:5.2f}, {r.spearman_ci[1]:5.2f}] "
+              f"{r.of_ceiling:6.2f} {r.kendall:6.3f} {r.regret:7.4f} {r.cost_s:7.3f} {r.cost_ratio:9.4f}", flush=True)
 
     for report in baselines.reports:
         line(report.scorer, report)
-    for frozen, epochs, lr in itertools.product(parse_int_list(args.frozen, "k"), parse_int_list(args.epochs, "epochs"),
-                                                [float(v) for v in args.lr.split(",")]):
+    for frozen, epochs, images, warmup in itertools.product(
+            parse_int_list(args.frozen, "k"), parse_int_list(args.epochs, "epochs"),
+            [int(v) for v in args.train_images.split(",")], [float(v) for v in args.warmup.split(",")]):
         config = replace(base, space=replace(base.space, frozen_layers=(frozen,)),
-                         proxy=replace(base.proxy, epochs=epochs, lr=lr),
+                         proxy=replace(base.proxy, epochs=epochs, train_images=images or None, warmup_epochs=warmup),
                          fidelity=replace(base.fidelity, scorers=("proxy",)))
         (report,) = run_validation(config.validate()).reports
-        line(f"proxy k={frozen} epochs={epochs} lr={lr:g}", report)
+        line(f"proxy k={frozen} epochs={epochs} images={images or 'all'} warmup={warmup:g}", report)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from search.study import Budget, run_search
 
 def trials_per_minute(concurrent: int, trials: int, cpus: float) -> float:
     config = Config(
-        space=SpaceConfig(layers=5, width_min=16, width_max=64, width_step=16, frozen_layers=(2,)),
+        space=SpaceConfig(layers=5, width_choices=None, width_min=16, width_max=64, width_step=16, frozen_layers=(2,)),
         model=ModelConfig(),
         proxy=ProxyConfig(epochs=3),
         data=DataConfig(dataset="digits"),

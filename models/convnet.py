@@ -169,6 +169,22 @@ class ConvNet(nn.Module):
         for linear in self.linears():
             init_layer(linear, self.max_column_norm, self.norm_fraction, generator)
 
+    @torch.no_grad()
+    def zero_classifier_(self) -> ConvNet:
+        """Zero the last linear layer, so training starts from uniform predictions (loss ln C).
+
+        With He scale there too, the first logits were large (loss 2-3x ln C) and the first
+        Adam steps pushed every unit of a narrow layer below zero: 1 of 6 seeds of
+        ``64-16-64-4-16`` ended at chance on digits. Zeroed, none did. The gradient still
+        reaches the lower layers from the second step on. Training calls this; a network "at
+        initialisation" (the zero-cost scorers) keeps He scale everywhere, as in their papers.
+        """
+        classifier = self.linears()[-1]
+        classifier.weight.zero_()
+        if classifier.bias is not None:
+            classifier.bias.zero_()
+        return self
+
     def apply_constraints_(self) -> None:
         """Project trained weights back under their max norms; call after each step."""
         if self.max_kernel_norm is not None:

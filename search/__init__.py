@@ -6,7 +6,7 @@ The public surface (anything else is internal and may change)::
     from search import Budget, Config, run_search
 
     result = run_search(Config().validate(), Budget(180, time.monotonic()))
-    print(result.best.widths)      # e.g. '24-8-216-200-224'
+    print(result.best.widths)      # e.g. '16-32-64-8-32'
 
 Imports are lazy so that ``search --help`` and its error messages do not wait for torch.
 """
@@ -34,6 +34,10 @@ _EXPORTS = {
     "score_candidate": "search.proxy",
     "EpochMetrics": "search.train",
     "TrainSettings": "search.train",
+    "CosineDecay": "search.train",
+    "FidelityConfig": "search.config",
+    "run_validation": "search.validate",
+    "seed_ceiling": "search.validate",
     "fit": "search.train",
     "Budget": "search.study",
     "SearchResult": "search.study",

@@ -130,6 +130,9 @@ def build_parser() -> Parser:
     group.add_argument("--candidates", type=int, metavar="N", help="profiles sampled across the space (default 24)")
     group.add_argument("--scorers", metavar="NAME,...", help=f"among {', '.join(SCORERS)} (default: all)")
     group.add_argument("--bootstrap", type=int, metavar="N", help="resamples for the 95%% intervals (default 1000)")
+    group.add_argument("--full-seeds", type=int, metavar="N", help="full trainings per candidate with seeds "
+                       "SEED..SEED+N-1 (default 2): the target is their mean, and the rho between seeds is the "
+                       "noise ceiling")
     group.add_argument("--frozen-sweep", action="store_true", help="instead of the above: for --widths and "
                        "k = 0..L frozen layers, trained params, s/epoch with and without the cache, val_acc")
     group.add_argument("--widths", metavar="W-W-...", help="the profile of --frozen-sweep")
@@ -213,6 +216,8 @@ def add_full_arguments(parser: argparse.ArgumentParser, group: argparse._Argumen
                        "cifar10) while training")
     group.add_argument("--warmup-epochs", type=float, metavar="E", help="linear learning-rate warm-up at the start "
                        "of every stage, in epochs (default 1)")
+    group.add_argument("--decay", metavar="NAME", help="learning rate over the whole run: cosine (default: one decay "
+                       "to zero across all stages) or constant")
     group.add_argument("--lazy-threshold", type=float, metavar="A", help="a kernel is lazy when zeroing it changes "
                        "validation accuracy by less than A (default 0.005)")
     group.add_argument("--analysis-images", type=int, metavar="N", help="validation images for the kernel "
@@ -222,9 +227,10 @@ def add_full_arguments(parser: argparse.ArgumentParser, group: argparse._Argumen
 def add_space_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("search space")
     group.add_argument("--layers", type=int, metavar="N", help="number of conv layers (default 5)")
-    group.add_argument("--width-range", metavar="MIN:MAX:STEP", help="widths every layer may take (default 8:256:8)")
-    group.add_argument("--width-choices", metavar="W,W,...", help="explicit widths every layer may take, "
-                       "instead of a range")
+    group.add_argument("--width-range", metavar="MIN:MAX:STEP", help="widths every layer may take, as a range "
+                       "like 8:256:8 (instead of --width-choices)")
+    group.add_argument("--width-choices", metavar="W,W,...", help="the widths every layer may take (default "
+                       "4,8,16,32,64)")
     group.add_argument("--frozen", metavar="K[,K...]", help="frozen random lower layers; several values let "
                        "the search choose (default 2)")
 
@@ -271,7 +277,7 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "device": args.device,
                    "top_k": args.top_k, "full_fraction": args.full_fraction, "scorer": args.scorer,
                    "backend": args.backend},
-        "fidelity": {"candidates": args.candidates, "bootstrap": args.bootstrap,
+        "fidelity": {"candidates": args.candidates, "bootstrap": args.bootstrap, "full_seeds": args.full_seeds,
                      "scorers": tuple(v.strip() for v in args.scorers.split(",") if v.strip())
                      if args.scorers is not None else None},
         "data": {
@@ -289,7 +295,7 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         "full": {"mode": args.progressive, "stages": args.stages, "epochs_per_stage": args.epochs_per_stage,
                  "augment": args.augment, "batch_size": args.batch_size, "lr": args.lr,
                  "lazy_threshold": args.lazy_threshold, "analysis_images": args.analysis_images,
-                 "warmup_epochs": args.warmup_epochs, "amp": args.amp},
+                 "warmup_epochs": args.warmup_epochs, "amp": args.amp, "decay": args.decay},
         "model": {"max_kernel_norm": args.max_kernel_norm, "max_column_norm": args.max_column_norm},
         "store": {"path": args.store, "tracking_uri": args.tracking_uri, "resume": args.resume,
                   "study_name": args.study},
@@ -301,7 +307,8 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         if len(parts) != 3:
             raise ConfigError(f"width range {args.width_range!r} is not MIN:MAX:STEP like 8:256:8")
         low, high, step = (parse_int_list(part, "width")[0] for part in parts)
-        sections["space"].update(width_min=low, width_max=high, width_step=step, layer_choices=None)
+        sections["space"].update(width_min=low, width_max=high, width_step=step, layer_choices=None,
+                                 width_choices=None)
     if args.frozen is not None:
         sections["space"]["frozen_layers"] = tuple(
             int(v) if v.strip().isdigit() else _bad_frozen(v) for v in args.frozen.split(",")
@@ -314,8 +321,21 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         raise ConfigError(f"--{ray_flags[0].replace('_', '-')} needs --backend ray")
     if args.width_choices is not None:
         choices = parse_int_list(args.width_choices, "width")
-        config = replace(config, space=replace(config.space, layer_choices=(choices,) * config.space.layers))
-    return config.validate()
+        config = replace(config, space=replace(config.space, width_choices=choices, layer_choices=None))
+    config = config.validate()
+    require_tracking_server(config.store.tracking_uri)
+    return config
+
+
+def require_tracking_server(tracking_uri: str | None) -> None:
+    """A tracking server that does not answer is a one-line error in seconds, before anything is written."""
+    if tracking_uri is None:
+        return
+    from search.tracking import check_server
+
+    problem = check_server(tracking_uri)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 FLAG_NAMES = (
@@ -323,8 +343,8 @@ FLAG_NAMES = (
     "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
-    "warmup_epochs", "scorer", "candidates", "scorers", "bootstrap", "backend", "address", "cpus_per_trial",
-    "gpus_per_trial", "max_concurrent", "amp",
+    "warmup_epochs", "decay", "scorer", "candidates", "scorers", "bootstrap", "full_seeds", "backend", "address",
+    "cpus_per_trial", "gpus_per_trial", "max_concurrent", "amp",
 )
 
 
@@ -397,7 +417,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     elif args.widths is not None:
         fail("--widths goes with --frozen-sweep; validate samples its candidates from the space")
     config = config_from_args(argparse.Namespace(**namespace))
-    from search.progress import console, frozen_sweep_table, validation_table
+    from search.progress import ceiling_line, console, frozen_sweep_table, validation_table
     from search.validate import CandidateResult, run_frozen_sweep, run_validation
 
     quiet_libraries()
@@ -411,20 +431,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
             return 0
 
         def show(index: int, total: int, c: CandidateResult) -> None:
-            source = "cached" if c.cached else f"trained in {c.full_s:.1f} s"
+            source = "cached" if c.cached else f"trained in {c.full_s:.1f} s per seed"
+            seeds = " / ".join(f"{acc:.4f}" for acc in c.replicas)
             console.print(f"  {index + 1:>3}/{total}  {'-'.join(map(str, c.widths)):<24} full val_acc "
-                          f"{c.val_acc:.4f} ({source})")
+                          f"{c.val_acc:.4f} (seeds {seeds}; {source})")
 
         console.print(f"Validating {', '.join(config.fidelity.scorers)} on {config.fidelity.candidates} "
                       f"profiles of {config.data.dataset}; full training: {config.full.mode}, "
-                      f"{config.full.stages * config.full.epochs_per_stage} epochs")
+                      f"{config.full.stages * config.full.epochs_per_stage} epochs, {config.full.decay} rate, "
+                      f"{config.fidelity.full_seeds} seed(s) each")
         result = run_validation(config, on_candidate=show)
     except KeyboardInterrupt:
         print("search: interrupted; finished full trainings are cached in the store", file=sys.stderr)
         return EXIT_INTERRUPTED
     console.print(validation_table(result))
-    console.print(f"{len(result.candidates) - result.retrained} of {len(result.candidates)} full trainings came "
-                  f"from the cache; MLflow run {result.parent_run_id}")
+    console.print(ceiling_line(result))
+    console.print(f"{len(result.candidates) - result.retrained} of {len(result.candidates)} candidates' full "
+                  f"trainings came from the cache; MLflow run {result.parent_run_id}")
     return 0
 
 
@@ -434,6 +457,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     store = StoreConfig(path=args.store or StoreConfig().path, tracking_uri=args.tracking_uri)
     if store.tracking_uri is None and not (store.path / "mlflow.db").is_file():
         fail(f"no tracking store in {str(store.path)!r}; pass --store or --tracking-uri")
+    require_tracking_server(store.tracking_uri)
     out = args.out or store.path / "inspect" / args.run_id
     if args.lazy_threshold is not None and not 0 <= args.lazy_threshold <= 1:
         fail(f"lazy threshold {args.lazy_threshold!r} must be an accuracy change in [0, 1]")

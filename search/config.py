@@ -24,11 +24,12 @@ from typing import Any
 
 from search.errors import ConfigError
 
-DATASETS = ("digits", "synthetic", "cifar10", "mnist", "fashion-mnist")
+DATASETS = ("digits", "textures", "synthetic", "cifar10", "mnist", "fashion-mnist")
 TORCHVISION_DATASETS = ("cifar10", "mnist", "fashion-mnist")
 PRUNERS = ("hyperband", "median", "none")
 DEVICES = ("auto", "cpu", "cuda")
 WIDEN_CHOICES = ("partial", "net2net", "none")
+DECAYS = ("cosine", "constant")
 SCORERS = ("proxy", "params", "synflow", "naswot", "grad_norm")  # search/scorers.py
 BACKENDS = ("local", "ray")
 
@@ -38,10 +39,14 @@ class SpaceConfig:
     """What the search may choose: one width per conv layer, and how many are frozen."""
 
     layers: int = 5
+    # The widths every layer may take. Doubling steps: a width's effect on accuracy is about
+    # its logarithm, and the narrow end is where profiles differ most (see the README).
+    width_choices: tuple[int, ...] | None = (4, 8, 16, 32, 64)
+    # A range instead (used when width_choices is None): width_min, width_min + width_step, ...
     width_min: int = 8
     width_max: int = 256
     width_step: int = 8
-    # Explicit choices per layer, overriding the range (one tuple per layer).
+    # Explicit choices per layer, overriding both (one tuple per layer).
     layer_choices: tuple[tuple[int, ...], ...] | None = None
     # Choices for the number of frozen random lower layers; one value fixes it.
     frozen_layers: tuple[int, ...] = (2,)  # chosen with search validate: see the README
@@ -49,7 +54,14 @@ class SpaceConfig:
     def choices(self, layer: int) -> tuple[int, ...]:
         if self.layer_choices is not None:
             return self.layer_choices[layer]
+        if self.width_choices is not None:
+            return self.width_choices
         return tuple(range(self.width_min, self.width_max + 1, self.width_step))
+
+    @property
+    def categorical(self) -> bool:
+        """Whether the widths are a list of choices (else an ordinal range)."""
+        return self.layer_choices is not None or self.width_choices is not None
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,14 @@ class ProxyConfig:
     # Cached features of one trial are kept in memory up to this size, otherwise recomputed per batch.
     cache_mb: float = 2048.0
     amp: bool = False  # mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU
+    # The top trains on the first train_images training images (None: all); every candidate
+    # is scored on the same ones and on the whole validation split.
+    train_images: int | None = None
+    standardise: bool = True  # per-channel standardisation of the frozen features
+    decay: str = "cosine"  # cosine (to zero over the proxy's epochs) | constant
+    # Linear warm-up: Adam's first steps move every weight by ~lr, which killed every ReLU of
+    # a narrow trained layer (a width-2 or width-4 layer ended at chance) before it learned.
+    warmup_epochs: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,6 +107,9 @@ class FullTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup_epochs: float = 1.0  # linear learning-rate warm-up at the start of every stage
+    # cosine: one decay to zero spanning all stages (the ground truth repeats across seeds);
+    # constant: the rate stays at lr after each warm-up (the recipe before 2026-11-25).
+    decay: str = "cosine"
     augment: bool = False  # random shifts (and flips for cifar10), drawn once per batch
     amp: bool = False  # mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU
     net2net_noise: float = 0.01
@@ -104,6 +127,9 @@ class DataConfig:
     # Caps on the number of images used (None: all), for quick looks at big datasets.
     train_limit: int | None = None
     val_limit: int | None = None
+    # Patches cut from scikit-image's photographs (``textures`` only).
+    texture_train: int = 2000
+    texture_val: int = 1000
     # Size of the generated dataset (``synthetic`` only).
     synthetic_train: int = 2000
     synthetic_val: int = 500
@@ -147,6 +173,9 @@ class FidelityConfig:
     candidates: int = 24  # width profiles sampled from the space (Latin hypercube over the choices)
     scorers: tuple[str, ...] = SCORERS
     bootstrap: int = 1000  # resamples for the 95 % intervals of rho and tau
+    # Full trainings per candidate (seeds seed, seed+1, ...): the target is their mean, and the
+    # rho between seeds is the noise ceiling every scorer is measured against.
+    full_seeds: int = 2
 
 
 @dataclass(frozen=True)
@@ -261,6 +290,9 @@ def from_mapping(mapping: dict[str, dict[str, Any]], base: Config | None = None)
             if key not in known:
                 raise ConfigError(f"unknown setting {key!r} in [{section_name}]; known: {', '.join(sorted(known))}")
         converted = {key: _convert(section_name, key, value) for key, value in values.items()}
+        if section_name == "space" and "width_choices" not in values and {"width_min", "width_max",
+                                                                          "width_step"} & set(values):
+            converted["width_choices"] = None  # a range was asked for: it replaces the default choices
         config = replace(config, **{section_name: replace(section, **converted)})
     return config
 
@@ -301,6 +333,15 @@ def _validate_space(space: SpaceConfig) -> None:
                 raise ConfigError(f"layer_choices for layer {layer + 1} is empty")
             for width in choices:
                 _require_positive_int(width, "width")
+    elif space.width_choices is not None:
+        if (space.width_min, space.width_max, space.width_step) != (8, 256, 8):
+            raise ConfigError(f"the space sets both width_choices {space.width_choices} and a width range "
+                              f"{space.width_min}:{space.width_max}:{space.width_step}; set width_choices to None "
+                              "to use the range")
+        if not space.width_choices:
+            raise ConfigError("width_choices is empty")
+        for width in space.width_choices:
+            _require_positive_int(width, "width")
     else:
         for name in ("width_min", "width_max", "width_step"):
             _require_positive_int(getattr(space, name), name)
@@ -343,6 +384,12 @@ def _validate_proxy(proxy: ProxyConfig) -> None:
     _validate_optimiser(proxy.batch_size, proxy.lr, proxy.weight_decay)
     if proxy.cache_mb < 0:
         raise ConfigError(f"cache size {proxy.cache_mb!r} MB must not be negative")
+    if proxy.train_images is not None:
+        _require_positive_int(proxy.train_images, "proxy train images")
+    if not proxy.warmup_epochs >= 0:
+        raise ConfigError(f"proxy warm-up epochs {proxy.warmup_epochs!r} must not be negative")
+    if proxy.decay not in DECAYS:
+        raise ConfigError(f"unknown learning-rate decay {proxy.decay!r}; choose one of {', '.join(DECAYS)}")
 
 
 def _validate_full(full: FullTrainConfig) -> None:
@@ -351,6 +398,8 @@ def _validate_full(full: FullTrainConfig) -> None:
     _require_positive_int(full.stages, "stages")
     _require_positive_int(full.epochs_per_stage, "epochs per stage")
     _validate_optimiser(full.batch_size, full.lr, full.weight_decay)
+    if full.decay not in DECAYS:
+        raise ConfigError(f"unknown learning-rate decay {full.decay!r}; choose one of {', '.join(DECAYS)}")
     if full.net2net_noise < 0:
         raise ConfigError(f"net2net noise {full.net2net_noise!r} must not be negative")
     if not full.warmup_epochs >= 0:
@@ -372,7 +421,7 @@ def _validate_data(data: DataConfig) -> None:
         value = getattr(data, name)
         if value is not None:
             _require_positive_int(value, name)
-    for name in ("synthetic_train", "synthetic_val", "synthetic_classes"):
+    for name in ("texture_train", "texture_val", "synthetic_train", "synthetic_val", "synthetic_classes"):
         _require_positive_int(getattr(data, name), name)
     if data.synthetic_classes < 2:
         raise ConfigError(f"synthetic_classes {data.synthetic_classes} must be at least 2")
@@ -423,6 +472,7 @@ def _validate_fidelity(fidelity: FidelityConfig) -> None:
         if name not in SCORERS:
             raise ConfigError(f"unknown scorer {name!r}; choose among {', '.join(SCORERS)}")
     _require_positive_int(fidelity.bootstrap, "bootstrap resamples")
+    _require_positive_int(fidelity.full_seeds, "full seeds")
 
 
 def nearest_existing(path: Path) -> Path:

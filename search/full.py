@@ -60,6 +60,7 @@ class CandidateOutcome:
     analysis: Analysis | None
     seconds: float  # training and analysis
     note: str | None  # why training stopped early or the analysis was skipped
+    trained_params: int  # of the model kept (the best one measured)
 
 
 def checkpoint_meta(config: Config, result: FullResult) -> dict[str, Any]:
@@ -128,12 +129,18 @@ def train_candidate(
         if stage_runs:
             tracker.end_run(stage_runs[-1], status)
 
+    # The model kept is the best one measured (see train_full); where it was measured is logged.
     tracker.log_metrics(run_id, {"val_acc": result.val_acc, "train_time_s": result.seconds,
-                                 "final_trained_params": result.stages[-1].trained_params})
+                                 "final_trained_params": model.trained_params(), "kept_stage": result.kept_stage,
+                                 "kept_epoch": result.kept_epoch, "last_val_acc": result.last_val_acc})
     note = result.stopped
-    tags: dict[str, Any] = {"state": "complete" if result.complete else "stopped"}
+    tags: dict[str, Any] = {"state": "complete" if result.complete else "stopped",
+                            "kept_widths": format_widths(model.widths)}
     if note:
         tags["stopped"] = note
+    if model.widths != result.widths:
+        kept = f"kept {format_widths(model.widths)} (stage {result.kept_stage + 1}): its best validation accuracy"
+        note = f"{note}; {kept}" if note else kept
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = save_checkpoint(model, Path(folder) / CHECKPOINT_FILE, checkpoint_meta(config, result))
         tracker.log_artifacts(run_id, checkpoint.parent, "model")
@@ -150,7 +157,7 @@ def train_candidate(
                                         "lazy_threshold": config.full.lazy_threshold})
             tracker.log_metrics(run_id, {"analysis_time_s": analysis.seconds, "analysis_images": analysis.images})
     tracker.set_tags(run_id, tags)
-    return CandidateOutcome(result, analysis, time.monotonic() - start, note)
+    return CandidateOutcome(result, analysis, time.monotonic() - start, note, model.trained_params())
 
 
 def run_full_phase(
@@ -204,7 +211,7 @@ def run_full_phase(
             summary = FullSummary(
                 rank, trial.number, trial.widths, trial.score, "COMPLETE" if result.complete else "STOPPED",
                 result.val_acc, format_widths(outcome.analysis.learned_widths) if outcome.analysis else None,
-                result.stages[-1].trained_params, outcome.seconds, run_id, outcome.note,
+                outcome.trained_params, outcome.seconds, run_id, outcome.note,
             )
         summaries.append(summary)
         emit(CandidateEnded(summary))

@@ -211,14 +211,21 @@ def validation_table(result: ValidationResult) -> Table:
     """Per scorer: rank correlations with full accuracy, top-1 regret, cost."""
     table = Table(title=f"How well each score ranks {len(result.candidates)} candidates ({result.recipe}; "
                   f"proxy k={result.frozen_layers})",
-                  caption="[95 % bootstrap interval]; regret: best full accuracy minus that of the scorer's "
-                  "top pick; cost: seconds per candidate, and as a share of one full training")
-    for column in ("scorer", "Spearman rho", "Kendall tau", "regret", "s/candidate", "cost/full"):
+                  caption="[95 % bootstrap interval]; /ceiling: rho over the seed ceiling; regret: best full "
+                  "accuracy minus that of the scorer's top pick; cost: seconds per candidate, and as a share of one "
+                  "full training")
+    for column in ("scorer", "Spearman rho", "/ceiling", "Kendall tau", "regret", "s/candidate", "cost/full"):
         table.add_column(column, justify="left" if column == "scorer" else "right", no_wrap=True)
     for r in sorted(result.reports, key=lambda r: -r.spearman if r.spearman == r.spearman else 2.0):
-        table.add_row(r.scorer, _interval(r.spearman, r.spearman_ci), _interval(r.kendall, r.kendall_ci),
-                      f"{r.regret:.4f}", f"{r.cost_s:.3f}", f"{r.cost_ratio:.3f}")
+        table.add_row(r.scorer, _interval(r.spearman, r.spearman_ci), f"{r.of_ceiling:.2f}",
+                      _interval(r.kendall, r.kendall_ci), f"{r.regret:.4f}", f"{r.cost_s:.3f}", f"{r.cost_ratio:.3f}")
     return table
+
+
+def ceiling_line(result: ValidationResult) -> str:
+    if result.ceiling != result.ceiling:
+        return "seed ceiling: needs --full-seeds 2 or more"
+    return f"seed ceiling (rho between full-training seeds) {result.ceiling:.3f}"
 
 
 def frozen_sweep_table(rows: list[SweepRow], widths: str, epochs: int) -> Table:

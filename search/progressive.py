@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torchvision.transforms import v2
@@ -20,7 +21,7 @@ from models.widen import widen
 from search.config import FullTrainConfig, ModelConfig
 from search.data import TensorData
 from search.proxy import Candidate, build_model
-from search.train import EpochMetrics, StopTraining, TrainSettings, Transform, fit
+from search.train import CosineDecay, EpochMetrics, StopTraining, TrainSettings, Transform, fit
 
 SHIFT_PIXELS = 2
 
@@ -71,7 +72,7 @@ class StageResult:
 
     @property
     def val_acc(self) -> float:
-        return self.history[-1].val_acc
+        return self.history[-1].val_acc if self.history else float("nan")
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,24 @@ class FullResult:
     stages: tuple[StageResult, ...]
     seconds: float
     stopped: str | None = None  # why training ended early (the last stage may be short)
+    # Where the returned model was measured (0-based stage, 1-based epoch): the best validation
+    # accuracy of the run, so a run stopped mid-stage never reports a half-warmed network.
+    kept_stage: int = -1
+    kept_epoch: int = 0
+    kept_val_acc: float = float("nan")
 
     @property
     def val_acc(self) -> float:
+        """The validation accuracy of the model this run kept (and returned)."""
+        return self.kept_val_acc
+
+    @property
+    def last_val_acc(self) -> float:
         return self.stages[-1].val_acc
+
+    @property
+    def kept_widths(self) -> tuple[int, ...]:
+        return self.stages[self.kept_stage].widths
 
     @property
     def complete(self) -> bool:
@@ -115,21 +130,29 @@ def train_full(
     on_stage: Callable[[int, ConvNet], None] | None = None,
     on_epoch: Callable[[int, EpochMetrics], None] | None = None,
 ) -> tuple[FullResult, ConvNet]:
-    """Train ``widths`` fully; return the per-stage results and the trained network.
+    """Train ``widths`` fully; return the per-stage results and the best network it measured.
 
+    One learning-rate schedule spans all stages (``config.decay``: cosine to zero over the
+    whole run's epochs), and every stage starts with its own short warm-up.
     ``on_stage(stage, model)`` is called before each stage trains, ``on_epoch(stage, m)``
     after each epoch. ``on_epoch`` may raise ``StopTraining`` to end early: the result then
-    holds the epochs done so far (``stopped`` says why) and the model as trained so far.
+    holds the epochs done so far (``stopped`` says why). The network returned is the one of
+    the epoch with the best validation accuracy (ties: the later, wider one), so an early stop
+    returns what was reached, never the state of a stage mid-warm-up.
     """
     start = time.perf_counter()
     augment = augmentation(data.name, data.image_size) if config.augment else None
+    plan = schedule(widths, config)
+    total_epochs = sum(epochs for _, epochs in plan)
     model: ConvNet | None = None
     results: list[StageResult] = []
     stopped = None
-    for stage, (stage_target, epochs) in enumerate(schedule(widths, config)):
+    best = _Best()
+    epochs_before = 0
+    for stage, (stage_target, epochs) in enumerate(plan):
         stage_start = time.perf_counter()
         if model is None:
-            model = build_model(Candidate(stage_target, 0), data, model_config, seed)
+            model = build_model(Candidate(stage_target, 0), data, model_config, seed).zero_classifier_()
         else:
             mode = "net2net" if config.mode == "net2net" else "partial"
             model = widen(model, stage_target, mode, seed=seed + stage, noise=config.net2net_noise)
@@ -137,11 +160,14 @@ def train_full(
             on_stage(stage, model)
         history: list[EpochMetrics] = []
 
-        def record(metrics: EpochMetrics, stage: int = stage, history: list[EpochMetrics] = history) -> None:
+        def record(metrics: EpochMetrics, stage: int = stage, history: list[EpochMetrics] = history,
+                   model: ConvNet = model) -> None:
             history.append(metrics)
+            best.offer(metrics, stage, model)
             if on_epoch is not None:
                 on_epoch(stage, metrics)
 
+        decay = CosineDecay(total_epochs, epochs_before) if config.decay == "cosine" else None
         try:
             fit(
                 model,
@@ -150,13 +176,14 @@ def train_full(
                 data.x_val,
                 data.y_val,
                 TrainSettings(epochs, config.batch_size, config.lr, config.weight_decay, seed + stage,
-                              warmup_epochs=config.warmup_epochs, amp=config.amp),
+                              warmup_epochs=config.warmup_epochs, amp=config.amp, decay=decay),
                 augment=augment,
                 after_step=model.apply_constraints_ if model.has_constraints else None,
                 on_epoch=record,
             )
         except StopTraining as stop:
             stopped = str(stop) or type(stop).__name__
+        epochs_before += epochs
         results.append(
             StageResult(stage, schedule_multiplier(stage, config), stage_target, tuple(history), model.trained_params(),
                         time.perf_counter() - stage_start)
@@ -164,5 +191,31 @@ def train_full(
         if stopped is not None:
             break
     assert model is not None
+    if best.state is not None:
+        model = best.restore()
     return FullResult(tuple(int(w) for w in widths), config.mode, tuple(results), time.perf_counter() - start,
-                      stopped), model
+                      stopped, best.stage, best.epoch, best.val_acc), model
+
+
+class _Best:
+    """The best validation accuracy seen so far and a copy of the weights that reached it."""
+
+    def __init__(self) -> None:
+        self.val_acc = float("nan")
+        self.stage, self.epoch = -1, 0
+        self.spec: dict[str, Any] | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, metrics: EpochMetrics, stage: int, model: ConvNet) -> None:
+        if self.state is not None and metrics.val_acc < self.val_acc:
+            return
+        self.val_acc, self.stage, self.epoch = metrics.val_acc, stage, metrics.epoch
+        self.spec = model.spec()
+        self.state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+    def restore(self) -> ConvNet:
+        assert self.spec is not None and self.state is not None
+        device = next(iter(self.state.values())).device
+        model = ConvNet(**self.spec).to(device)
+        model.load_state_dict(self.state)
+        return model

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,8 +93,8 @@ def suggest_candidate(trial: optuna.Trial, space: SpaceConfig) -> Candidate:
     widths = []
     for layer in range(space.layers):
         name = f"width_{layer + 1}"
-        if space.layer_choices is not None:
-            widths.append(int(trial.suggest_categorical(name, list(space.layer_choices[layer]))))
+        if space.categorical:
+            widths.append(int(trial.suggest_categorical(name, list(space.choices(layer)))))
         else:
             widths.append(trial.suggest_int(name, space.width_min, space.width_max, step=space.width_step))
     if len(space.frozen_layers) == 1:
@@ -102,6 +102,23 @@ def suggest_candidate(trial: optuna.Trial, space: SpaceConfig) -> Candidate:
     else:
         frozen = int(trial.suggest_categorical("frozen_layers", list(space.frozen_layers)))
     return Candidate(tuple(widths), frozen)
+
+
+def starting_params(space: SpaceConfig) -> dict[str, Any]:
+    """The first trial of a new study: the middle width of each layer's choices and the fewest
+    frozen layers offered. A cheap, sensible profile, so a search of any budget has a result.
+
+    Example:
+        >>> starting_params(SpaceConfig(layers=2))
+        {'width_1': 16, 'width_2': 16}
+    """
+    params: dict[str, Any] = {}
+    for layer in range(space.layers):
+        choices = space.choices(layer)
+        params[f"width_{layer + 1}"] = choices[(len(choices) - 1) // 2]
+    if len(space.frozen_layers) > 1:
+        params["frozen_layers"] = min(space.frozen_layers)
+    return params
 
 
 def trial_identity(candidate: Candidate, trained_params: int, frozen_params: int) -> dict[str, Any]:
@@ -141,6 +158,14 @@ class TrialSummary:
         )
 
 
+def rank_completed(trials: Iterable[TrialSummary]) -> list[TrialSummary]:
+    """Complete trials, best first: the higher score, then (ties) the fewer trained parameters,
+    then the earlier trial. The one ordering of the printed table, the parent run's best and
+    the candidates of the second phase."""
+    done = [t for t in trials if t.state == "COMPLETE"]
+    return sorted(done, key=lambda t: (-(t.score or 0.0), t.trained_params or 0, t.number))
+
+
 @dataclass(frozen=True)
 class FullSummary:
     """One candidate of the second phase: trained in full, then analysed."""
@@ -176,8 +201,7 @@ class SearchResult:
         return max(trained, key=lambda f: (f.state == "COMPLETE", f.val_acc, -f.rank), default=None)
 
     def completed(self) -> list[TrialSummary]:
-        done = [t for t in self.trials if t.state == "COMPLETE"]
-        return sorted(done, key=lambda t: (-(t.score or 0.0), t.trained_params or 0))
+        return rank_completed(self.trials)
 
     @property
     def best(self) -> TrialSummary | None:
@@ -277,13 +301,32 @@ def latest_study_name(storage: optuna.storages.BaseStorage) -> str | None:
     return studies[-1].study_name if studies else None
 
 
+class AfterFirstComplete(optuna.pruners.BasePruner):
+    """Prunes as ``inner`` does once the study has a complete trial; never before.
+
+    Hyperband compares a trial with the others of its bracket: with no finished trial yet it
+    pruned the first trials of short searches, which then ended with no result at all.
+    """
+
+    def __init__(self, inner: optuna.pruners.BasePruner) -> None:
+        self.inner = inner
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return False
+        return self.inner.prune(study, trial)
+
+
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     if name == "hyperband":
         # Multi-fidelity: the resource is the proxy epoch.
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
-    return optuna.pruners.NopPruner()
+        inner: optuna.pruners.BasePruner = optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3)
+    elif name == "median":
+        inner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    else:
+        return optuna.pruners.NopPruner()
+    return AfterFirstComplete(inner)
 
 
 def prepare_resume(config: Config) -> tuple[Config, str]:
@@ -309,7 +352,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     Example:
         >>> import tempfile, time
         >>> from search.config import DataConfig, SearchConfig, StoreConfig, ProxyConfig, ModelConfig
-        >>> cfg = Config(space=SpaceConfig(layers=2, width_min=4, width_max=8, width_step=4, frozen_layers=(1,)),
+        >>> cfg = Config(space=SpaceConfig(layers=2, width_choices=(4, 8), frozen_layers=(1,)),
         ...              model=ModelConfig(hidden=(8,)), proxy=ProxyConfig(epochs=1),
         ...              data=DataConfig(dataset="synthetic", synthetic_train=64, synthetic_val=32,
         ...                              synthetic_image_size=8),
@@ -340,6 +383,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
         study.set_user_attr("config", config_to_json(config))
         study.set_user_attr("created_at", time.time())
+        study.enqueue_trial(starting_params(config.space))
         parent_id = tracker.start_run(
             study_name,
             params={**config.to_flat_dict(), "seed": config.search.seed},
@@ -388,10 +432,10 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
                 proxy_budget,
                 emit,
                 param_counts=lambda candidate: param_counts(candidate, data, config),
+                whole_budget=budget,
             ).run()
         if config.search.full_phase:
-            ranked = [TrialSummary.from_trial(t) for t in study.trials]
-            ranked = sorted((t for t in ranked if t.state == "COMPLETE"), key=lambda t: (-(t.score or 0.0), t.number))
+            ranked = rank_completed(TrialSummary.from_trial(t) for t in study.trials)
             full = run_full_phase(config, budget, data, tracker, parent_id, study_name, ranked, emit)
     except BaseException:
         status = "KILLED"

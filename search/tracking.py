@@ -23,6 +23,40 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 EXPERIMENT = "search"
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
+# MLflow 3 opens an experiment on its GenAI overview unless this tag says it holds training runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# Before anything is written, a tracking server must answer within this (MLflow's own client
+# retries an unreachable server for minutes).
+SERVER_TIMEOUT_S = 5.0
+
+
+def check_server(tracking_uri: str, timeout_s: float = SERVER_TIMEOUT_S) -> str | None:
+    """Why an HTTP(S) tracking server cannot be used, or None if it answers (or is not a server).
+
+    One request to its ``/health`` endpoint, no retries.
+
+    Example:
+        >>> check_server("sqlite:///runs/mlflow.db") is None
+        True
+        >>> "not reachable" in check_server("http://127.0.0.1:9", timeout_s=1)
+        True
+    """
+    import urllib.error
+    import urllib.request
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            if response.status == 200:
+                return None
+            return f"tracking server {tracking_uri} answered {response.status} on /health"
+    except urllib.error.HTTPError as error:
+        return f"tracking server {tracking_uri} answered {error.code} on /health"
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        return f"tracking server {tracking_uri} is not reachable ({reason}); start it or pass another --tracking-uri"
 
 # MLflow's SQLite store logs alembic migrations at INFO the first time; users need none of it.
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -62,6 +96,8 @@ class Tracker:
             # A local SQLite store keeps artifacts beside it; a server decides for itself.
             location = artifact_root.as_uri() if artifact_root is not None and _is_local(tracking_uri) else None
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        for key, value in EXPERIMENT_KIND.items():  # new and existing stores alike
+            self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def start_run(
         self,

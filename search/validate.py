@@ -49,7 +49,7 @@ def sample_profiles(space: SpaceConfig, count: int, seed: int) -> list[tuple[int
     covered evenly and the layers vary independently.
 
     Example:
-        >>> profiles = sample_profiles(SpaceConfig(layers=2, width_min=8, width_max=64, width_step=8), 8, seed=0)
+        >>> profiles = sample_profiles(SpaceConfig(layers=2, width_choices=tuple(range(8, 65, 8))), 8, seed=0)
         >>> sorted(p[0] for p in profiles)
         [8, 16, 24, 32, 40, 48, 56, 64]
     """
@@ -75,6 +75,7 @@ class ScorerReport:
     regret: float  # best full accuracy minus the full accuracy of this scorer's top pick
     cost_s: float  # mean seconds per candidate
     cost_ratio: float  # cost_s / mean full-training seconds per candidate
+    of_ceiling: float = float("nan")  # spearman / the seed ceiling (search.validate.seed_ceiling)
 
 
 def _correlations(scores: np.ndarray, accuracy: np.ndarray) -> tuple[float, float]:
@@ -116,13 +117,13 @@ def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], 
 # -- the full-training cache --------------------------------------------------------
 
 
-def recipe_key(config: Config, widths: Sequence[int]) -> str:
-    """What decides a full training's result: data, model, recipe, seed and widths."""
+def recipe_key(config: Config, widths: Sequence[int], seed: int | None = None) -> str:
+    """What decides a full training's result: data, model, recipe, seed (default: the config's) and widths."""
     full = dataclasses.asdict(config.full)
     for name in ("analysis_images", "lazy_threshold"):  # the analysis does not change training
         full.pop(name)
     recipe = {"data": dataclasses.asdict(config.data), "model": dataclasses.asdict(config.model), "full": full,
-              "seed": config.search.seed, "widths": list(widths)}
+              "seed": config.search.seed if seed is None else seed, "widths": list(widths)}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -151,11 +152,16 @@ class FullTrainingCache:
 @dataclass(frozen=True)
 class CandidateResult:
     widths: tuple[int, ...]
-    val_acc: float
-    full_s: float
-    cached: bool  # the full training came from the cache
+    replicas: tuple[float, ...]  # full validation accuracy of each training seed
+    full_s: float  # mean seconds of one full training
+    cached: bool  # every full training came from the cache
     scores: dict[str, float]
     cost_s: dict[str, float]
+
+    @property
+    def val_acc(self) -> float:
+        """The target every scorer is ranked against: the mean over the training seeds."""
+        return float(np.mean(self.replicas))
 
 
 @dataclass(frozen=True)
@@ -165,10 +171,32 @@ class ValidationResult:
     parent_run_id: str
     frozen_layers: int
     recipe: str
+    ceiling: float  # Spearman rho between seed replicas of full training (nan with one seed)
+    full_seeds: int = 1
 
     @property
     def retrained(self) -> int:
         return sum(not c.cached for c in self.candidates)
+
+
+def seed_ceiling(replicas: Sequence[Sequence[float]]) -> float:
+    """The noise ceiling: the mean Spearman rho between every two seeds' full accuracies.
+
+    ``replicas[i][s]`` is candidate i's accuracy with seed s. It is how well full training
+    ranks the candidates like itself when only the seed changes; no cheap score can be
+    expected to agree with one seed's training better than another seed's training does.
+
+    Example:
+        >>> seed_ceiling([[0.5, 0.52], [0.6, 0.58], [0.7, 0.71]])
+        1.0
+        >>> import math; math.isnan(seed_ceiling([[0.5], [0.6], [0.7]]))
+        True
+    """
+    table = np.asarray(replicas, dtype=np.float64)
+    rhos = [_correlations(table[:, a], table[:, b])[0]
+            for a in range(table.shape[1]) for b in range(a + 1, table.shape[1])]
+    rhos = [rho for rho in rhos if not math.isnan(rho)]
+    return float(np.mean(rhos)) if rhos else float("nan")
 
 
 CandidateHandler = Callable[[int, int, CandidateResult], None]
@@ -186,7 +214,9 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
     frozen = config.space.frozen_layers[0]
     settings = ScorerSettings(config.model, config.proxy, config.search.seed)
     profiles = sample_profiles(config.space, config.fidelity.candidates, config.search.seed)
-    recipe = f"{config.full.mode}, {config.full.stages}x{config.full.epochs_per_stage} epochs"
+    seeds = config.fidelity.full_seeds
+    recipe = (f"{config.full.mode}, {config.full.stages}x{config.full.epochs_per_stage} epochs, {config.full.decay} "
+              f"rate, mean of {seeds} seed{'s' if seeds > 1 else ''}")
     parent_id = tracker.start_run(
         time.strftime("validate-%Y%m%d-%H%M%S"),
         params={**config.to_flat_dict(), "seed": config.search.seed, "frozen_layers": frozen},
@@ -206,34 +236,48 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
                        config.fidelity.bootstrap, config.search.seed)
             for name in config.fidelity.scorers
         )
-        log_reports(tracker, parent_id, results, reports)
-    return ValidationResult(tuple(results), reports, parent_id, frozen, recipe)
+        ceiling = seed_ceiling([c.replicas for c in results])
+        reports = tuple(replace(r, of_ceiling=r.spearman / ceiling) for r in reports)
+        log_reports(tracker, parent_id, results, reports, ceiling)
+    return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds)
+
+
+def training_seeds(config: Config) -> list[int]:
+    """The seeds of a candidate's full-training replicas: the search seed, then the next ones."""
+    return [config.search.seed + replica for replica in range(config.fidelity.full_seeds)]
 
 
 def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, config: Config,
                        settings: ScorerSettings, cache: FullTrainingCache) -> CandidateResult:
-    key = recipe_key(config, widths)
-    entry = cache.get(key)
-    cached = entry is not None
-    if entry is None:
-        result, _ = train_full(widths, data, config.model, config.full, config.search.seed)
-        entry = {"widths": format_widths(widths), "val_acc": result.val_acc, "seconds": result.seconds}
-        cache.put(key, entry)
+    replicas, seconds, cached = [], [], True
+    for seed in training_seeds(config):  # each replica cached on its own: adding seeds reuses the first
+        key = recipe_key(config, widths, seed)
+        entry = cache.get(key)
+        if entry is None:
+            cached = False
+            result, _ = train_full(widths, data, config.model, config.full, seed)
+            entry = {"widths": format_widths(widths), "seed": seed, "val_acc": result.val_acc,
+                     "seconds": result.seconds}
+            cache.put(key, entry)
+        replicas.append(float(entry["val_acc"]))
+        seconds.append(float(entry["seconds"]))
     candidate = Candidate(widths, frozen)
     scores, costs = {}, {}
     for name in config.fidelity.scorers:
         start = time.perf_counter()
         scores[name] = SCORERS[name](candidate, data, settings)
         costs[name] = time.perf_counter() - start
-    return CandidateResult(widths, float(entry["val_acc"]), float(entry["seconds"]), cached, scores, costs)
+    return CandidateResult(widths, tuple(replicas), float(np.mean(seconds)), cached, scores, costs)
 
 
 def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, frozen: int, seed: int) -> None:
     label = format_widths(result.widths)
     run_id = tracker.start_run(f"candidate-{label}", parent_id=parent_id,
-                               params={"widths": label, "frozen_layers": frozen, "seed": seed},
+                               params={"widths": label, "frozen_layers": frozen, "seed": seed,
+                                       "full_seeds": len(result.replicas)},
                                tags={"phase": "validate", "full_training": "cache" if result.cached else "trained"})
-    metrics = {"full_val_acc": result.val_acc, "full_time_s": result.full_s}
+    metrics = {"full_val_acc": result.val_acc, "full_time_s": result.full_s,
+               **{f"full_val_acc_seed{i}": acc for i, acc in enumerate(result.replicas)}}
     for name in result.scores:
         if math.isfinite(result.scores[name]):
             metrics[f"score_{name}"] = result.scores[name]
@@ -243,16 +287,17 @@ def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, fro
 
 
 def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult],
-                reports: tuple[ScorerReport, ...]) -> None:
+                reports: tuple[ScorerReport, ...], ceiling: float) -> None:
     from search import pictures
 
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {"seed_ceiling": ceiling}
     for r in reports:
         metrics.update({f"spearman_{r.scorer}": r.spearman, f"kendall_{r.scorer}": r.kendall,
                         f"regret_{r.scorer}": r.regret, f"cost_s_{r.scorer}": r.cost_s,
-                        f"cost_ratio_{r.scorer}": r.cost_ratio})
+                        f"cost_ratio_{r.scorer}": r.cost_ratio, f"of_ceiling_{r.scorer}": r.of_ceiling})
     tracker.log_metrics(parent_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
     rows = [{"widths": format_widths(c.widths), "full_val_acc": c.val_acc, "full_time_s": c.full_s,
+             **{f"full_val_acc_seed{i}": acc for i, acc in enumerate(c.replicas)},
              **{f"score_{k}": v for k, v in c.scores.items()}, **{f"cost_s_{k}": v for k, v in c.cost_s.items()}}
             for c in results]
     tracker.log_table(parent_id, rows, "candidates.csv")

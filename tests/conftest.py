@@ -34,7 +34,7 @@ def tiny_data() -> TensorData:
 
 def tiny_config(store: Path, **search: object) -> Config:
     return Config(
-        space=SpaceConfig(layers=3, width_min=4, width_max=16, width_step=4, frozen_layers=(1,)),
+        space=SpaceConfig(layers=3, width_choices=None, width_min=4, width_max=16, width_step=4, frozen_layers=(1,)),
         model=ModelConfig(hidden=(16,)),
         proxy=ProxyConfig(epochs=2, batch_size=64),
         data=DataConfig(dataset="synthetic", synthetic_train=256, synthetic_val=128, synthetic_classes=4,

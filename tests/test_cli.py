@@ -48,6 +48,8 @@ from conftest import ROOT, run_cli
         (["--full-fraction", "1"], "full fraction 1.0"),
         (["train", "--lazy-threshold", "2"], "lazy threshold 2.0"),
         (["train", "--warmup-epochs", "-1"], "warm-up epochs -1.0"),
+        (["train", "--decay", "linear"], "learning-rate decay 'linear'"),
+        (["--width-choices", ""], "width '' names no value"),
     ],
 )
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path: Path, args: list[str], named: str) -> None:
@@ -60,6 +62,21 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path: Path, args: 
     assert named in lines[0]
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+@pytest.mark.parametrize("command", [["run", "--budget", "30s"], ["train", "--widths", "8-16"], ["validate"],
+                                     ["inspect", "0123abcd"]])
+def test_an_unreachable_tracking_server_is_one_line_in_seconds(tmp_path: Path, command: list[str]) -> None:
+    with socket.socket() as closed:  # a loopback port that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    started = time.monotonic()
+    result = run_cli([*command, "--tracking-uri", f"http://127.0.0.1:{port}"], cwd=tmp_path)
+    assert time.monotonic() - started < 20  # MLflow's own client retries for minutes
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"tracking server http://127.0.0.1:{port} is not reachable" in lines[0]
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_unwritable_store_is_named(tmp_path: Path) -> None:

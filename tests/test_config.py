@@ -50,9 +50,10 @@ def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
     ("space", "message"),
     [
         (SpaceConfig(frozen_layers=(5,)), "frozen layers 5"),
-        (SpaceConfig(width_min=0), "width_min 0"),
+        (SpaceConfig(width_choices=None, width_min=0), "width_min 0"),
         (SpaceConfig(layers=2, layer_choices=((8,),)), "layer_choices has 1"),
-        (SpaceConfig(width_min=64, width_max=8), "width_min 64"),
+        (SpaceConfig(width_choices=None, width_min=64, width_max=8), "width_min 64"),
+        (SpaceConfig(width_max=32), r"both width_choices \(4, 8, 16, 32, 64\) and a width range"),
     ],
 )
 def test_bad_space_is_named(space: SpaceConfig, message: str) -> None:
@@ -61,5 +62,12 @@ def test_bad_space_is_named(space: SpaceConfig, message: str) -> None:
 
 
 def test_space_choices() -> None:
-    assert SpaceConfig(width_min=8, width_max=32, width_step=8).choices(0) == (8, 16, 24, 32)
+    assert SpaceConfig(width_choices=None, width_min=8, width_max=32, width_step=8).choices(0) == (8, 16, 24, 32)
     assert SpaceConfig(layers=2, layer_choices=((4,), (8, 16))).choices(1) == (8, 16)
+
+
+def test_default_widths_are_doubling_choices_and_a_range_replaces_them() -> None:
+    assert SpaceConfig().choices(0) == (4, 8, 16, 32, 64) and SpaceConfig().categorical
+    ranged = from_mapping({"space": {"width_min": 8, "width_max": 24}}).validate()
+    assert ranged.space.choices(2) == (8, 16, 24) and not ranged.space.categorical
+    assert from_mapping({"space": {"width_choices": [16, 32]}}).space.choices(0) == (16, 32)

@@ -9,7 +9,7 @@ import torch
 from torchvision import datasets as tv
 
 from search.config import DataConfig
-from search.data import batches, load, load_digits, make_synthetic
+from search.data import _random_patches, batches, load, load_digits, load_textures, make_synthetic
 from search.errors import DataError
 
 
@@ -86,3 +86,23 @@ def test_mnist_style_is_read_from_idx_files(tmp_path: Path, name: str, folder: s
 def test_a_data_dir_without_the_dataset_is_a_named_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="'cifar10' not found in"):
         load(DataConfig(dataset="cifar10", data_dir=tmp_path))
+
+
+def test_textures_are_bundled_balanced_and_the_same_every_time() -> None:
+    a, b = load_textures(200, 100), load_textures(200, 100)
+    assert a.x_train.shape == (200, 1, 16, 16) and a.x_val.shape == (100, 1, 16, 16) and a.num_classes == 10
+    assert torch.equal(a.x_val, b.x_val) and torch.equal(a.y_train, b.y_train)
+    assert a.y_train.bincount().tolist() == [20] * 10
+    assert abs(a.x_train.mean().item()) < 1e-4 and abs(a.x_train.std().item() - 1) < 1e-3
+    config = load(DataConfig(dataset="textures", texture_train=50, texture_val=20))
+    assert len(config.y_train) == 50 and len(config.y_val) == 20
+
+
+def test_texture_patches_stay_in_their_split_of_the_picture() -> None:
+    # A picture whose value is its column's position: a patch's pixels say where it was cut.
+    columns = torch.linspace(0, 1, 400).expand(300, 400)[None, None]
+    generator = torch.Generator().manual_seed(0)
+    validation = _random_patches(columns, 64, 0.7, 1.0, generator)
+    training = _random_patches(columns, 64, 0.0, 0.7, generator)
+    assert validation.min() >= 0.7 - 1e-3 and training.max() <= 0.7 + 1e-3
+    assert validation.std(dim=(1, 2, 3)).min() > 0  # rotated and scaled, not constant crops

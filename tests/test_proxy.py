@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from search.config import ModelConfig, ProxyConfig
-from search.data import TensorData
+from search.data import TensorData, make_synthetic
 from search.proxy import Candidate, build_model, frozen_features, score_candidate
 from search.train import EpochMetrics
 
@@ -48,3 +49,19 @@ def test_only_the_top_trains(tiny_data: TensorData) -> None:
     full = score_candidate(Candidate((4, 8, 8), 0), tiny_data, MODEL, ProxyConfig(epochs=1), 0)
     assert result.frozen_params > 0 and full.frozen_params == 0
     assert result.trained_params + result.frozen_params == full.trained_params
+
+
+def test_a_profile_that_collapsed_under_the_old_proxy_now_learns() -> None:
+    # A width-4 then width-2 trained layer over 128 wide random features. The old proxy (raw
+    # frozen features, He-scaled classifier, constant rate, no warm-up) ended at 0.242 here,
+    # loss stuck at ln 4: Adam's first steps had killed every ReLU of the narrow layers.
+    data = make_synthetic(512, 256, num_classes=4, image_size=16, seed=0)
+    result = score_candidate(Candidate((16, 128, 4, 32, 2), 2), data, ModelConfig(), ProxyConfig(epochs=4), seed=0)
+    assert result.score > 0.5 and result.history[-1].train_loss < 1.0  # chance is 0.25
+
+
+def test_the_top_trains_on_the_first_train_images_only(tiny_data: TensorData) -> None:
+    result = score_candidate(Candidate((4, 8, 8), 2), tiny_data, MODEL, ProxyConfig(epochs=1, train_images=64), 0)
+    full = score_candidate(Candidate((4, 8, 8), 2), tiny_data, MODEL, ProxyConfig(epochs=1), 0)
+    assert result.history[0].images_per_s * result.history[0].epoch_time_s == pytest.approx(64)
+    assert full.history[0].images_per_s * full.history[0].epoch_time_s == pytest.approx(256)

@@ -59,8 +59,10 @@ def test_search_run_logs_parent_children_and_epochs_and_keeps_the_study(tmp_path
     runs = tracker.client.search_runs([tracker.experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "FINISHED" and parent.data.tags["study"] == study.study_name
-    assert parent.data.tags["best_widths"] == study.best_trial.user_attrs["widths"]
-    assert parent.data.metrics["best_val_acc"] == study.best_value
+    # Ties go to the fewer trained parameters, then the earlier trial.
+    best = min(trials, key=lambda t: (-t.value, t.user_attrs["trained_params"], t.number))
+    assert parent.data.tags["best_widths"] == best.user_attrs["widths"]
+    assert parent.data.metrics["best_val_acc"] == study.best_value == best.value
     artifacts = {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
     assert {"results.csv", "best.json"} <= artifacts
 
@@ -229,3 +231,30 @@ def test_a_search_can_score_trials_with_a_zero_cost_scorer(tmp_path: Path) -> No
     for trial in result.trials:
         widths = tuple(int(w) for w in trial.widths.split("-"))
         assert trial.score == SCORERS["params"](Candidate(widths, 1), data, settings)
+
+
+def test_no_trial_is_pruned_before_one_has_completed() -> None:
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            return True
+
+    study = optuna.create_study(direction="maximize", pruner=search.study.AfterFirstComplete(AlwaysPrune()))
+    first = study.ask()
+    first.report(0.1, step=1)
+    assert not first.should_prune()  # nothing finished yet: a bad start still gets an answer
+    study.tell(first, 0.1)
+    second = study.ask()
+    second.report(0.05, step=1)
+    assert second.should_prune()
+
+
+@pytest.mark.slow
+def test_a_short_search_starts_from_the_middle_profile_and_ends_with_an_answer(tmp_path: Path) -> None:
+    flags = [f for f in TINY_FLAGS]
+    flags[flags.index("--width-range") : flags.index("--width-range") + 2] = ["--width-choices", "4,8,16"]
+    result = run_cli(["run", *flags, "--budget", "20s"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = load_only_study(tmp_path / "runs")
+    assert study.trials[0].params == {"width_1": 8, "width_2": 8, "width_3": 8}
+    assert study.trials[0].state == TrialState.COMPLETE and study.best_trial is not None
+    assert "Full training" in result.stdout

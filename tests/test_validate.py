@@ -8,11 +8,18 @@ import pytest
 from conftest import run_cli
 from search.config import Config, FullTrainConfig, SpaceConfig
 from search.tracking import Tracker
-from search.validate import FullTrainingCache, bootstrap_intervals, recipe_key, report_for, sample_profiles
+from search.validate import (
+    FullTrainingCache,
+    bootstrap_intervals,
+    recipe_key,
+    report_for,
+    sample_profiles,
+    seed_ceiling,
+)
 
 
 def test_profiles_cover_every_layer_evenly_and_depend_on_the_seed() -> None:
-    space = SpaceConfig(layers=3, width_min=8, width_max=96, width_step=8)  # 12 choices
+    space = SpaceConfig(layers=3, width_choices=None, width_min=8, width_max=96, width_step=8)  # 12 choices
     profiles = sample_profiles(space, 12, seed=1)
     for layer in range(3):
         assert sorted(p[layer] for p in profiles) == list(range(8, 97, 8))  # one per stratum
@@ -62,12 +69,13 @@ TINY = ["--dataset", "synthetic", "--layers", "2", "--width-range", "4:16:4", "-
 
 @pytest.mark.slow
 def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(tmp_path: Path) -> None:
-    first = run_cli(["validate", *TINY, "--candidates", "4"], cwd=tmp_path)
+    first = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "1"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    for field in ("Spearman rho", "Kendall tau", "regret", "s/candidate", "cost/full",
+    for field in ("Spearman rho", "Kendall tau", "regret", "s/candidate", "cost/full", "/ceiling",
                   "proxy", "params", "synflow", "naswot", "grad_norm"):
         assert field in first.stdout
-    assert "0 of 4 full trainings came from the cache" in first.stdout
+    assert "seed ceiling: needs --full-seeds 2 or more" in first.stdout
+    assert "0 of 4 candidates' full trainings came from the cache" in first.stdout
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
@@ -82,14 +90,39 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     assert len(children) == 4 and all(c.data.tags["full_training"] == "trained" for c in children)
     assert all(0 <= c.data.metrics["full_val_acc"] <= 1 and "score_proxy" in c.data.metrics for c in children)
 
-    second = run_cli(["validate", *TINY, "--candidates", "4", "--scorers", "proxy,params", "--proxy-epochs", "2"],
-                     cwd=tmp_path)
+    second = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "1", "--scorers", "proxy,params",
+                      "--proxy-epochs", "2"], cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert "4 of 4 full trainings came from the cache" in second.stdout and "synflow" not in second.stdout
+    assert "4 of 4 candidates' full trainings came from the cache" in second.stdout
+    assert "synflow" not in second.stdout
     runs = tracker.client.search_runs([tracker.experiment_id], filter_string="tags.full_training = 'cache'")
     assert len(runs) == 4
     before = {c.data.params["widths"]: c.data.metrics["full_val_acc"] for c in children}
     assert {r.data.params["widths"]: r.data.metrics["full_val_acc"] for r in runs} == before
+
+    # A second seed trains only the new replicas; the first seed's come from the cache.
+    third = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "2", "--scorers", "proxy,params"],
+                    cwd=tmp_path)
+    assert third.returncode == 0, third.stderr
+    assert "0 of 4 candidates' full trainings came from the cache" in third.stdout
+    (latest,) = tracker.client.search_runs([tracker.experiment_id], "tags.phase = 'validate' and "
+                                           "attributes.run_name LIKE 'validate-%'", order_by=["start_time DESC"],
+                                           max_results=1)
+    assert -1 <= latest.data.metrics["seed_ceiling"] <= 1
+    assert f"seed ceiling (rho between full-training seeds) {latest.data.metrics['seed_ceiling']:.3f}" in third.stdout
+    replicas = {c.data.params["widths"]: (c.data.metrics["full_val_acc_seed0"], c.data.metrics["full_val_acc_seed1"])
+                for c in tracker.children(latest.info.run_id)}
+    assert {w: seeds[0] for w, seeds in replicas.items()} == before  # seed 0 reused, not retrained
+    for widths, (seed0, seed1) in replicas.items():
+        mean = next(c for c in tracker.children(latest.info.run_id) if c.data.params["widths"] == widths)
+        assert mean.data.metrics["full_val_acc"] == pytest.approx((seed0 + seed1) / 2)
+    fourth = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "2", "--scorers", "params"],
+                     cwd=tmp_path)
+    assert "4 of 4 candidates' full trainings came from the cache" in fourth.stdout
+
+
+def test_the_seed_ceiling_is_the_mean_rank_agreement_between_seeds() -> None:
+    assert seed_ceiling([[1, 1, 3], [2, 2, 1], [3, 3, 2]]) == pytest.approx((1 - 0.5 - 0.5) / 3)
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from search.study import (
     TrialSummary,
     expected_trial_s,
     next_epoch_overruns,
+    rank_completed,
     suggest_candidate,
     trial_identity,
 )
@@ -45,18 +46,26 @@ class LocalTrials:
     trial_fn: TrialFunction
     tracker: Tracker
     parent_id: str
-    budget: Budget
+    budget: Budget  # the proxy phase's share
     emit: EventHandler
     param_counts: Callable[[Candidate], tuple[int, int]]
+    whole_budget: Budget | None = None  # the command's: what a first trial may use if the share is gone
 
     def run(self) -> None:
-        """Run trials until the trial cap is met or the next one could not finish in time."""
+        """Run trials until the trial cap is met or the next one could not finish in time.
+
+        Until a trial has completed, the whole budget counts, not only the proxy phase's
+        share: a search that ends with no result is worth nothing (slow start-up, short budget).
+        """
         while True:
             trials = self.study.get_trials(deepcopy=False)
             finished = sum(t.state.is_finished() for t in trials)
             if self.config.search.trials is not None and finished >= self.config.search.trials:
                 return
-            if self.budget.remaining_s() <= expected_trial_s(trials):
+            if any(t.state == TrialState.COMPLETE for t in trials):
+                if self.budget.remaining_s() <= expected_trial_s(trials):
+                    return
+            elif (self.whole_budget or self.budget).remaining_s() <= 0:
                 return
             run_one(self)
 
@@ -77,6 +86,8 @@ def run_one(ctx: LocalTrials) -> None:
     emit(TrialStarted(trial.number, candidate))
 
     epochs = config.proxy.epochs
+    if ctx.whole_budget is not None and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        budget = ctx.whole_budget  # the first result may use the whole budget (see LocalTrials.run)
 
     def report(metrics: EpochMetrics) -> None:
         tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
@@ -120,7 +131,6 @@ def run_one(ctx: LocalTrials) -> None:
 
     trials = study.get_trials(deepcopy=False)
     summary = next(TrialSummary.from_trial(t) for t in trials if t.number == trial.number)
-    done = [TrialSummary.from_trial(t) for t in trials if t.state == TrialState.COMPLETE]
-    best = max(done, key=lambda t: t.score or 0.0, default=None)
-    emit(TrialEnded(summary, best, error))
+    ranked = rank_completed(TrialSummary.from_trial(t) for t in trials)
+    emit(TrialEnded(summary, ranked[0] if ranked else None, error))
 
