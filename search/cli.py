@@ -104,7 +104,7 @@ def build_parser() -> Parser:
     train = commands.add_parser(
         "train",
         help="train one width profile fully, optionally by progressive widening",
-        description="Train one width profile in full: at 1/8 of its widths, then widened to 1/4, 1/2 and 1 "
+        description="Train one width profile in full: at 1/2 of its widths, then widened to the target "
         "(loading the trained kernels), or from scratch with --progressive none. A parent MLflow run "
         "and a child run per stage.",
     )
@@ -209,8 +209,8 @@ def add_full_arguments(parser: argparse.ArgumentParser, group: argparse._Argumen
     group.add_argument("--progressive", metavar="MODE", help="partial (default: trained kernels in the first "
                        "channels, fresh init for the rest), net2net (function-preserving) or none (from scratch)")
     group.add_argument("--stages", type=int, metavar="S", help="widening stages: widths target/2^(S-1) ... "
-                       "target (default 4)")
-    group.add_argument("--epochs-per-stage", type=int, metavar="E", help="epochs per stage (default 3); "
+                       "target (default 2)")
+    group.add_argument("--epochs-per-stage", type=int, metavar="E", help="epochs per stage (default 6); "
                        "none trains S*E epochs")
     group.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for "
                        "cifar10) while training")

@@ -101,8 +101,10 @@ class FullTrainConfig:
     """Full training of one profile, optionally by progressive widening N -> 2N -> ... -> target."""
 
     mode: str = "partial"  # partial | net2net | none (the target width from scratch)
-    stages: int = 4  # widths 1/8, 1/4, 1/2, 1 of the target
-    epochs_per_stage: int = 3
+    # Widths 1/2, then 1 of the target. Four stages of 3 epochs (1/8 ... 1) left 64-64-64-64-8
+    # at 0.84 on digits (a 1-wide layer in the first stage, 36 steps a stage); two of 6: 0.975.
+    stages: int = 2
+    epochs_per_stage: int = 6
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.0

@@ -175,7 +175,10 @@ def run_full_phase(
     Each candidate gets an equal share of the time left when it starts (what an earlier one
     did not use passes on). A candidate that raises is recorded as failed; the phase goes on.
     """
-    picked = ranked[: config.search.top_k]
+    picked: list[TrialSummary] = []
+    for trial in ranked:  # the sampler may propose a profile twice: train it once
+        if trial.widths not in {p.widths for p in picked} and len(picked) < config.search.top_k:
+            picked.append(trial)
     summaries: list[FullSummary] = []
     for index, trial in enumerate(picked):
         left = budget.remaining_s()

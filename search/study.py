@@ -383,7 +383,6 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
         study.set_user_attr("config", config_to_json(config))
         study.set_user_attr("created_at", time.time())
-        study.enqueue_trial(starting_params(config.space))
         parent_id = tracker.start_run(
             study_name,
             params={**config.to_flat_dict(), "seed": config.search.seed},
@@ -397,6 +396,8 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         tracker.reopen_run(parent_id)
 
     previous = len(study.trials)
+    if previous == 0:
+        study.enqueue_trial(starting_params(config.space))
     # Re-seed on resume so the sampler's random start does not replay the first run's picks.
     study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + previous)
     study.pruner = make_pruner(config.search.pruner, config.proxy.epochs)

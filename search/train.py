@@ -147,6 +147,9 @@ def fit(
     parameters = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(x_train.shape[0] / settings.batch_size)
+    # Steps whose rate differs from lr: all of them with a decay, else the warm-up's (the last
+    # of which sets the full rate).
+    scheduled_steps = math.inf if settings.decay is not None else settings.warmup_epochs * steps_per_epoch
     step = 0
     generator = torch.Generator().manual_seed(settings.seed)
     device = x_train.device
@@ -167,8 +170,9 @@ def fit(
                 loss = F.cross_entropy(module(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            for group in optimizer.param_groups:
-                group["lr"] = settings.lr_at(step, steps_per_epoch)
+            if step <= scheduled_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = settings.lr_at(step, steps_per_epoch)
             step += 1
             optimizer.step()
             if after_step is not None:
