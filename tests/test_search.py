@@ -119,7 +119,7 @@ def test_nan_loss_fails_the_trial_without_ending_the_search(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_the_command_ends_within_the_budget_plus_ten_percent(tmp_path: Path) -> None:
-    budget_s = 25
+    budget_s = 40  # imports take 5-10 s of it on a loaded 2-core machine
     start = time.monotonic()
     result = run_cli(["run", *TINY_FLAGS, "--budget", f"{budget_s}s"], cwd=tmp_path)
     elapsed = time.monotonic() - start
