@@ -513,9 +513,27 @@ def cmd_ui(args: argparse.Namespace) -> int:
         "--default-artifact-root", store.artifact_root.as_uri(),
         "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",
     ]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    print(f"MLflow UI on {runs_page(store.path / 'mlflow.db', args.port)} (Ctrl-C stops it)", flush=True)
     os.execv(sys.executable, command)
     return 0  # not reached
+
+
+def runs_page(database: Path, port: int) -> str:
+    """The experiment's training-runs page: MLflow 3's UI opens an experiment on its GenAI
+    overview in a browser that never chose "Model training" (the experiment's kind tag does
+    not change that in 3.17), so we link the runs table itself."""
+    import sqlite3
+    from contextlib import closing
+
+    from search.tracking import EXPERIMENT
+
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            row = connection.execute("SELECT experiment_id FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
+    except sqlite3.Error:
+        row = None
+    base = f"http://127.0.0.1:{port}"
+    return f"{base}/#/experiments/{row[0]}/runs" if row else base
 
 
 def print_result(result: SearchResult, progress: object) -> None:

@@ -1,5 +1,6 @@
 """Every user mistake is one line on stderr, exit code 2, no traceback and nothing written."""
 
+import json
 import os
 import socket
 import subprocess
@@ -166,7 +167,11 @@ def test_ui_serves_the_store_on_loopback(tmp_path: Path) -> None:
                 time.sleep(0.5)
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=search"
         with urllib.request.urlopen(url, timeout=5) as response:
-            assert b'"name": "search"' in response.read().replace(b'":"', b'": "')
+            experiment = json.loads(response.read())["experiment"]
+        assert experiment["name"] == "search"
     finally:
         process.terminate()  # only the server this test started, by its PID
         process.wait(timeout=30)
+    first_line = process.stdout.readline() if process.stdout else ""
+    # The link opens the training runs, not MLflow 3's GenAI overview.
+    assert f"http://127.0.0.1:{port}/#/experiments/{experiment['experiment_id']}/runs" in first_line
