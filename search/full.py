@@ -60,7 +60,6 @@ class CandidateOutcome:
     analysis: Analysis | None
     seconds: float  # training and analysis
     note: str | None  # why training stopped early or the analysis was skipped
-    trained_params: int  # of the model kept (the best one measured)
 
 
 def checkpoint_meta(config: Config, result: FullResult) -> dict[str, Any]:
@@ -131,7 +130,7 @@ def train_candidate(
 
     # The model kept is the best one measured (see train_full); where it was measured is logged.
     tracker.log_metrics(run_id, {"val_acc": result.val_acc, "train_time_s": result.seconds,
-                                 "final_trained_params": model.trained_params(), "kept_stage": result.kept_stage,
+                                 "final_trained_params": result.kept_trained_params, "kept_stage": result.kept_stage,
                                  "kept_epoch": result.kept_epoch, "last_val_acc": result.last_val_acc})
     note = result.stopped
     tags: dict[str, Any] = {"state": "complete" if result.complete else "stopped",
@@ -157,7 +156,7 @@ def train_candidate(
                                         "lazy_threshold": config.full.lazy_threshold})
             tracker.log_metrics(run_id, {"analysis_time_s": analysis.seconds, "analysis_images": analysis.images})
     tracker.set_tags(run_id, tags)
-    return CandidateOutcome(result, analysis, time.monotonic() - start, note, model.trained_params())
+    return CandidateOutcome(result, analysis, time.monotonic() - start, note)
 
 
 def run_full_phase(
@@ -176,9 +175,10 @@ def run_full_phase(
     did not use passes on). A candidate that raises is recorded as failed; the phase goes on.
     """
     picked: list[TrialSummary] = []
-    for trial in ranked:  # the sampler may propose a profile twice: train it once
-        if trial.widths not in {p.widths for p in picked} and len(picked) < config.search.top_k:
+    for trial in ranked:  # the sampler may propose a profile twice: train its best trial once
+        if trial.widths not in {p.widths for p in picked}:
             picked.append(trial)
+    picked = picked[: config.search.top_k]
     summaries: list[FullSummary] = []
     for index, trial in enumerate(picked):
         left = budget.remaining_s()
@@ -214,7 +214,7 @@ def run_full_phase(
             summary = FullSummary(
                 rank, trial.number, trial.widths, trial.score, "COMPLETE" if result.complete else "STOPPED",
                 result.val_acc, format_widths(outcome.analysis.learned_widths) if outcome.analysis else None,
-                outcome.trained_params, outcome.seconds, run_id, outcome.note,
+                result.kept_trained_params, outcome.seconds, run_id, outcome.note,
             )
         summaries.append(summary)
         emit(CandidateEnded(summary))

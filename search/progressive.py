@@ -102,6 +102,10 @@ class FullResult:
         return self.stages[self.kept_stage].widths
 
     @property
+    def kept_trained_params(self) -> int:
+        return self.stages[self.kept_stage].trained_params
+
+    @property
     def complete(self) -> bool:
         return self.stopped is None
 

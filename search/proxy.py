@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -81,10 +81,15 @@ def feature_bytes(model: ConvNet, num_images: int) -> int:
 
 
 @torch.no_grad()
+def feature_batches(lower: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Output of the frozen blocks ``lower`` over ``x``, one batch of FEATURE_BATCH images at a time."""
+    for start in range(0, x.shape[0], FEATURE_BATCH):
+        yield lower(x[start : start + FEATURE_BATCH])
+
+
 def frozen_features(model: ConvNet, x: torch.Tensor) -> torch.Tensor:
     """Output of the frozen blocks over ``x``, computed in batches."""
-    lower = model.lower().eval()
-    return torch.cat([lower(x[start : start + FEATURE_BATCH]) for start in range(0, x.shape[0], FEATURE_BATCH)])
+    return torch.cat(list(feature_batches(model.lower().eval(), x)))
 
 
 class Standardise(nn.Module):
@@ -142,14 +147,12 @@ def score_candidate(
     if cached:
         x_train, x_val = frozen_features(model, x_train), frozen_features(model, x_val)
         if proxy.standardise:
-            standardise = Standardise.of([x_train])
+            standardise = Standardise.of(x_train.split(FEATURE_BATCH))  # float64 a batch at a time
             x_train, x_val = standardise(x_train), standardise(x_val)
     elif candidate.frozen_layers > 0:
         transform = model.lower().eval()
         if proxy.standardise:
-            with torch.no_grad():
-                chunks = (transform(x_train[i : i + FEATURE_BATCH]) for i in range(0, len(x_train), FEATURE_BATCH))
-                transform = nn.Sequential(transform, Standardise.of(chunks))
+            transform = nn.Sequential(transform, Standardise.of(feature_batches(transform, x_train)))
     cache_time_s = time.perf_counter() - start
 
     upper = model.upper()

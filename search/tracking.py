@@ -23,7 +23,8 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 EXPERIMENT = "search"
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
-# MLflow 3 opens an experiment on its GenAI overview unless this tag says it holds training runs.
+# Says the experiment holds training runs. MLflow 3.17's UI still opens it on the GenAI overview
+# in a browser that never chose "Model training", so `search ui` links the runs page itself.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # Before anything is written, a tracking server must answer within this (MLflow's own client
 # retries an unreachable server for minutes).

@@ -62,16 +62,19 @@ class LocalTrials:
             finished = sum(t.state.is_finished() for t in trials)
             if self.config.search.trials is not None and finished >= self.config.search.trials:
                 return
-            if any(t.state == TrialState.COMPLETE for t in trials):
-                if self.budget.remaining_s() <= expected_trial_s(trials):
-                    return
-            elif (self.whole_budget or self.budget).remaining_s() <= 0:
+            if self.current_budget().remaining_s() <= expected_trial_s(trials):  # 0 before a completed trial
                 return
             run_one(self)
 
+    def current_budget(self) -> Budget:
+        """The proxy phase's share once a trial has completed; the whole budget before."""
+        if self.whole_budget is None or self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return self.budget
+        return self.whole_budget
+
 
 def run_one(ctx: LocalTrials) -> None:
-    study, config, tracker, budget, emit = ctx.study, ctx.config, ctx.tracker, ctx.budget, ctx.emit
+    study, config, tracker, budget, emit = ctx.study, ctx.config, ctx.tracker, ctx.current_budget(), ctx.emit
     trial = study.ask()
     candidate = suggest_candidate(trial, config.space)
     identity = trial_identity(candidate, *ctx.param_counts(candidate))
@@ -86,8 +89,6 @@ def run_one(ctx: LocalTrials) -> None:
     emit(TrialStarted(trial.number, candidate))
 
     epochs = config.proxy.epochs
-    if ctx.whole_budget is not None and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        budget = ctx.whole_budget  # the first result may use the whole budget (see LocalTrials.run)
 
     def report(metrics: EpochMetrics) -> None:
         tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
