@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from search.budget import Budget
 from search.config import (
     Config,
     DataConfig,
@@ -29,7 +30,7 @@ from search.config import (
     SpaceConfig,
     StoreConfig,
 )
-from search.study import Budget, run_search
+from search.study import run_search
 
 
 def trials_per_minute(concurrent: int, trials: int, cpus: float) -> float:

@@ -37,6 +37,16 @@ def format_widths(widths: Sequence[int]) -> str:
     return "-".join(str(w) for w in widths)
 
 
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``"16-32-64"`` -> ``(16, 32, 64)``, the inverse of ``format_widths`` (``""`` -> ``()``).
+
+    Example:
+        >>> parse_widths(format_widths((16, 32, 64)))
+        (16, 32, 64)
+    """
+    return tuple(int(w) for w in text.split("-")) if text else ()
+
+
 def count_params(module: nn.Module, trainable: bool) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad == trainable)
 

@@ -18,9 +18,11 @@ from search.config import (
     DATASETS,
     DEVICES,
     PRUNERS,
+    SAMPLERS,
     SCORERS,
     Config,
     ConfigError,
+    StoreConfig,
     from_mapping,
     load_toml,
     parse_duration,
@@ -29,7 +31,7 @@ from search.config import (
 from search.errors import UserError
 
 if TYPE_CHECKING:
-    from search.study import SearchResult
+    from search.results import SearchResult
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -94,6 +96,8 @@ def build_parser() -> Parser:
     group = run.add_argument_group("run")
     group.add_argument("--amp", action="store_true", default=None, help="mixed precision (bfloat16) on CUDA")
     group.add_argument("--pruner", metavar="NAME", help=f"one of {', '.join(PRUNERS)} (default hyperband)")
+    group.add_argument("--sampler", metavar="NAME", help=f"one of {', '.join(SAMPLERS)} (default tpe; random is a "
+                       "baseline)")
     group.add_argument("--seed", type=int, help="seed of the sampler and of every network's random weights")
     group.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
     add_store_arguments(run, tracking=True)
@@ -274,7 +278,8 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
     args = argparse.Namespace(**{**dict.fromkeys(FLAG_NAMES), **vars(namespace)})
     config = from_mapping(load_toml(args.config)) if args.config else Config()
     sections: dict[str, dict[str, object]] = {
-        "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "device": args.device,
+        "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "sampler": args.sampler,
+                   "device": args.device,
                    "top_k": args.top_k, "full_fraction": args.full_fraction, "scorer": args.scorer,
                    "backend": args.backend},
         "fidelity": {"candidates": args.candidates, "bootstrap": args.bootstrap, "full_seeds": args.full_seeds,
@@ -339,8 +344,9 @@ def require_tracking_server(tracking_uri: str | None) -> None:
 
 
 FLAG_NAMES = (
-    "config", "budget", "trials", "seed", "pruner", "device", "dataset", "data_dir", "download", "train_limit",
-    "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "batch_size", "lr", "cache_mb",
+    "config", "budget", "trials", "seed", "pruner", "sampler", "device", "dataset", "data_dir", "download",
+    "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "batch_size",
+    "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "scorers", "bootstrap", "full_seeds", "backend", "address",
@@ -357,8 +363,9 @@ def _bad_frozen(value: str) -> NoReturn:
 
 def cmd_run(args: argparse.Namespace, started_at: float) -> int:
     config = config_from_args(args)
+    from search.budget import Budget
     from search.progress import SearchProgress
-    from search.study import Budget, run_search
+    from search.study import run_search
 
     quiet_libraries()
     if config.search.backend == "ray":
@@ -381,6 +388,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     namespace = vars(args).copy()
     namespace.update(layers=len(widths), frozen="0")  # full training freezes nothing
     config = config_from_args(argparse.Namespace(**namespace))
+    from models import format_widths
     from search.progress import TrainProgress, console, layers_table
     from search.study import run_training
 
@@ -393,12 +401,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     result = outcome.result
     console.print(
-        f"{result.mode} training of {'-'.join(map(str, result.widths))}: val_acc {result.val_acc:.4f} "
+        f"{result.mode} training of {format_widths(result.widths)}: val_acc {result.val_acc:.4f} "
         f"in {result.seconds:.1f} s (parent run {outcome.parent_run_id})"
     )
     if outcome.analysis is not None:
         console.print(layers_table(outcome.analysis))
-    if outcome.tracking_uri.startswith("sqlite:"):
+    if config.store.tracking_uri is None:  # the store's own SQLite, which search ui opens
         console.print(f"Open the MLflow UI: [bold]search ui --store {config.store.path}[/]")
     return 0
 
@@ -417,6 +425,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     elif args.widths is not None:
         fail("--widths goes with --frozen-sweep; validate samples its candidates from the space")
     config = config_from_args(argparse.Namespace(**namespace))
+    from models import format_widths
     from search.progress import ceiling_line, console, frozen_sweep_table, validation_table
     from search.validate import CandidateResult, run_frozen_sweep, run_validation
 
@@ -426,14 +435,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             rows, run_id = run_frozen_sweep(config, widths, on_row=lambda row: console.print(
                 f"  k={row.frozen_layers}  val_acc {row.val_acc:.4f}  {row.epoch_s_cached:.3f} s/epoch cached, "
                 f"{row.epoch_s_uncached:.3f} not"))
-            console.print(frozen_sweep_table(rows, "-".join(map(str, widths)), config.proxy.epochs))
+            console.print(frozen_sweep_table(rows, format_widths(widths), config.proxy.epochs))
             console.print(f"MLflow run {run_id}")
             return 0
 
         def show(index: int, total: int, c: CandidateResult) -> None:
             source = "cached" if c.cached else f"trained in {c.full_s:.1f} s per seed"
             seeds = " / ".join(f"{acc:.4f}" for acc in c.replicas)
-            console.print(f"  {index + 1:>3}/{total}  {'-'.join(map(str, c.widths)):<24} full val_acc "
+            console.print(f"  {index + 1:>3}/{total}  {format_widths(c.widths):<24} full val_acc "
                           f"{c.val_acc:.4f} (seeds {seeds}; {source})")
 
         console.print(f"Validating {', '.join(config.fidelity.scorers)} on {config.fidelity.candidates} "
@@ -452,8 +461,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from search.config import StoreConfig
-
     store = StoreConfig(path=args.store or StoreConfig().path, tracking_uri=args.tracking_uri)
     if store.tracking_uri is None and not (store.path / "mlflow.db").is_file():
         fail(f"no tracking store in {str(store.path)!r}; pass --store or --tracking-uri")
@@ -463,14 +470,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         fail(f"lazy threshold {args.lazy_threshold!r} must be an accuracy change in [0, 1]")
     if args.analysis_images is not None and args.analysis_images < 1:
         fail(f"analysis images {args.analysis_images!r} is not a positive integer")
+    from models import format_widths
     from search.full import inspect_run
     from search.progress import console, layers_table
 
     quiet_libraries()
     analysis = inspect_run(store, args.run_id, out, args.data_dir, args.analysis_images, args.lazy_threshold)
     console.print(layers_table(analysis))
-    console.print(f"learned widths {'-'.join(map(str, analysis.learned_widths))} "
-                  f"(searched {'-'.join(map(str, analysis.widths))}); statistics and pictures in {out}/")
+    console.print(f"learned widths {format_widths(analysis.learned_widths)} "
+                  f"(searched {format_widths(analysis.widths)}); statistics and pictures in {out}/")
     return 0
 
 
@@ -502,8 +510,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from search.config import StoreConfig
-
     store = StoreConfig(path=args.store or StoreConfig().path)
     if not (store.path / "mlflow.db").is_file():
         fail(f"no tracking store in {str(store.path)!r}; run 'search run' first or pass --store")
@@ -544,13 +550,13 @@ def print_result(result: SearchResult, progress: object) -> None:
         console.print(full_table(result))
         winner = result.winner
         if winner is not None:
-            console.print(f"Winner (* above): [bold]{winner.widths}[/], full val_acc {winner.val_acc:.4f}, "
-                          f"learned widths {winner.learned_widths or 'not measured'}; run {winner.run_id}")
+            console.print(f"Winner (* above): [bold]{winner.label}[/], full val_acc {winner.val_acc:.4f}, "
+                          f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}")
     console.print(
         f"{result.count('COMPLETE')} complete, {result.count('PRUNED')} pruned, {result.count('FAIL')} failed "
         f"in {result.elapsed_s:.0f} s. Study [bold]{result.study_name}[/] in {result.store}/"
     )
-    if result.tracking_uri.startswith("sqlite:"):
+    if result.tracking_uri == StoreConfig(path=result.store).mlflow_uri:  # the store's own, which search ui opens
         console.print(f"Open the MLflow UI: [bold]search ui --store {result.store}[/]")
     else:
         console.print(f"MLflow runs are on {result.tracking_uri} (parent run {result.parent_run_id})")

@@ -27,6 +27,7 @@ from search.errors import ConfigError
 DATASETS = ("digits", "textures", "synthetic", "cifar10", "mnist", "fashion-mnist")
 TORCHVISION_DATASETS = ("cifar10", "mnist", "fashion-mnist")
 PRUNERS = ("hyperband", "median", "none")
+SAMPLERS = ("tpe", "random")
 DEVICES = ("auto", "cpu", "cuda")
 WIDEN_CHOICES = ("partial", "net2net", "none")
 DECAYS = ("cosine", "constant")
@@ -145,6 +146,7 @@ class SearchConfig:
     trials: int | None = None  # cap on finished trials in the study, counting resumed ones
     seed: int = 0
     pruner: str = "hyperband"
+    sampler: str = "tpe"  # tpe (Optuna's TPE) | random (uniform over the space: a baseline)
     device: str = "auto"
     scorer: str = "proxy"  # what a trial's score is; see search/scorers.py
     backend: str = "local"  # local: trials one after another in this process; ray: Ray Tune
@@ -440,6 +442,8 @@ def _validate_search(search: SearchConfig) -> None:
         raise ConfigError(f"seed {search.seed!r} must be a non-negative integer")
     if search.pruner not in PRUNERS:
         raise ConfigError(f"unknown pruner {search.pruner!r}; choose one of {', '.join(PRUNERS)}")
+    if search.sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {search.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if search.device not in DEVICES:
         raise ConfigError(f"unknown device {search.device!r}; choose one of {', '.join(DEVICES)}")
     if search.backend not in BACKENDS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,21 +29,12 @@ from search.analysis import (
     save_checkpoint,
     write_analysis,
 )
+from search.budget import Budget, BudgetExhausted, next_epoch_overruns
 from search.config import Config, ConfigError, StoreConfig, from_mapping
 from search.data import TensorData
-from search.progressive import FullResult, schedule, schedule_multiplier, train_full
-from search.study import (
-    Budget,
-    BudgetExhausted,
-    CandidateEnded,
-    CandidateStarted,
-    EpochDone,
-    EventHandler,
-    FullSummary,
-    StageStarted,
-    TrialSummary,
-    next_epoch_overruns,
-)
+from search.events import CandidateEnded, CandidateStarted, EpochDone, EventHandler, StageStarted
+from search.progressive import FullResult, estimate_full_s, schedule, schedule_multiplier, train_full
+from search.results import FullSummary, TrialSummary
 from search.tracking import Tracker
 from search.train import EpochMetrics
 
@@ -159,6 +151,23 @@ def train_candidate(
     return CandidateOutcome(result, analysis, time.monotonic() - start, note)
 
 
+def fitting(estimates: Sequence[float], seconds: float) -> int:
+    """How many candidates, best first, are expected to finish training and analysis in
+    ``seconds``, given their estimated training seconds.
+
+    Example:
+        >>> fitting([7.0, 7.0, 7.0], 35.0), fitting([7.0, 7.0, 7.0], 25.0), fitting([70.0], 10.0)
+        (3, 2, 0)
+    """
+    needed, count = 0.0, 0
+    for estimate in estimates:
+        needed += estimate / (1 - ANALYSIS_SHARE)
+        if needed > seconds:
+            break
+        count += 1
+    return count
+
+
 def run_full_phase(
     config: Config,
     budget: Budget,
@@ -171,26 +180,33 @@ def run_full_phase(
 ) -> list[FullSummary]:
     """Train the best ``config.search.top_k`` candidates in full, each a child run of the search.
 
-    Each candidate gets an equal share of the time left when it starts (what an earlier one
-    did not use passes on). A candidate that raises is recorded as failed; the phase goes on.
+    Before each candidate, the time left is shared among it and those after it that are
+    expected to finish in it (``estimate_full_s`` times a few training steps of each): three
+    candidates stopped half-way are worth less than one trained to the end of its schedule.
+    The best always trains; a later one only if it is expected to finish, so time an earlier
+    one did not use passes on. A candidate that raises is recorded as failed; the phase goes on.
     """
     picked: list[TrialSummary] = []
     for trial in ranked:  # the sampler may propose a profile twice: train its best trial once
         if trial.widths not in {p.widths for p in picked}:
             picked.append(trial)
     picked = picked[: config.search.top_k]
+    estimates = [estimate_full_s(trial.widths, data, config.model, config.full) for trial in picked]
     summaries: list[FullSummary] = []
     for index, trial in enumerate(picked):
         left = budget.remaining_s()
-        if left <= 0:
+        fit = fitting(estimates[index:], left)  # this one and those after it that fit what is left
+        if left <= 0 or (index > 0 and fit == 0):
+            fitted = f"{index} of the top {len(picked)}: the budget fit no more"
+            tracker.set_tags(parent_id, {"full_candidates": fitted})
             break
         rank = index + 1
-        widths = tuple(int(w) for w in trial.widths.split("-"))
-        emit(CandidateStarted(rank, len(picked), trial.widths, trial.score))
+        widths = trial.widths
+        emit(CandidateStarted(rank, index + max(fit, 1), widths, trial.score, len(picked)))
         run_id = tracker.start_run(
-            f"full-{rank}-{trial.widths}",
+            f"full-{rank}-{trial.label}",
             parent_id=parent_id,
-            params={"widths": trial.widths, "frozen_layers": 0, "seed": config.search.seed,
+            params={"widths": trial.label, "frozen_layers": 0, "seed": config.search.seed,
                     "proxy_trial": trial.number, "proxy_score": trial.score, "progressive": config.full.mode},
             tags={"phase": "full", "study": study_name, "trial": trial.number,
                   "progressive": config.full.mode, "rank": rank},
@@ -198,12 +214,12 @@ def run_full_phase(
         started = time.monotonic()
         try:
             outcome = train_candidate(widths, data, config, tracker, run_id, emit,
-                                      deadline=started + left / (len(picked) - index))
+                                      deadline=started + left / max(fit, 1))
         except Exception as failure:  # one candidate's failure must not lose the others
             error = f"{type(failure).__name__}: {failure}"
             tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
             tracker.end_run(run_id, "FAILED")
-            summary = FullSummary(rank, trial.number, trial.widths, trial.score, "FAIL", None, None, None,
+            summary = FullSummary(rank, trial.number, widths, trial.score, "FAIL", None, None, None,
                                   time.monotonic() - started, run_id, error)
         except BaseException:
             tracker.end_run(run_id, "KILLED")
@@ -212,9 +228,10 @@ def run_full_phase(
             tracker.end_run(run_id, "FINISHED")
             result = outcome.result
             summary = FullSummary(
-                rank, trial.number, trial.widths, trial.score, "COMPLETE" if result.complete else "STOPPED",
-                result.val_acc, format_widths(outcome.analysis.learned_widths) if outcome.analysis else None,
+                rank, trial.number, widths, trial.score, "COMPLETE" if result.complete else "STOPPED",
+                result.val_acc, outcome.analysis.learned_widths if outcome.analysis else None,
                 result.kept_trained_params, outcome.seconds, run_id, outcome.note,
+                tuple(stage.epoch_s for stage in result.stages),
             )
         summaries.append(summary)
         emit(CandidateEnded(summary))

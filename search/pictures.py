@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -19,6 +20,7 @@ from models import ConvNet
 from models.kernels import LayerStats
 
 if TYPE_CHECKING:
+    from search.results import FullSummary, TrialSummary
     from search.validate import SweepRow
 
 GAP = 1  # pixels between cells of a mosaic
@@ -123,18 +125,99 @@ def feature_maps(model: ConvNet, images: torch.Tensor, stats: Sequence[LayerStat
     return paths
 
 
+def _widths_on(axes: Axes, searched: Sequence[int], learned: Sequence[int] | None, title: str) -> None:
+    x = np.arange(len(searched))
+    axes.bar(x - 0.2, searched, 0.4, label="searched")
+    if learned is not None:
+        axes.bar(x + 0.2, learned, 0.4, label="learned (not lazy)")
+    axes.set_xticks(x, [f"conv{i + 1}" for i in x])
+    axes.set_ylabel("kernels")
+    axes.legend(fontsize=7)
+    axes.set_title(title, fontsize=8)
+
+
 def width_bars(searched: Sequence[int], learned: Sequence[int], path: Path) -> Path:
     """Searched against learned width per layer."""
     figure = Figure(figsize=(5, 3))
-    axes = figure.add_subplot()
-    x = np.arange(len(searched))
-    axes.bar(x - 0.2, searched, 0.4, label="searched")
-    axes.bar(x + 0.2, learned, 0.4, label="learned (not lazy)")
-    axes.set_xticks(x, [f"conv{i + 1}" for i in x])
-    axes.set_ylabel("kernels")
-    axes.legend(fontsize=8)
-    axes.set_title("searched vs learned width per layer", fontsize=9)
+    _widths_on(figure.add_subplot(), searched, learned, "searched vs learned width per layer")
     return _save(figure, path)
+
+
+# -- the parent run of a search: trials and candidates side by side ------------------
+
+
+def trial_scores(trials: Sequence[TrialSummary], full: Sequence[FullSummary], scorer: str, path: Path) -> Path:
+    """Each trial's score against its trained parameters: complete trials in colour, pruned ones
+    grey at the score they had reached, the fully trained candidates ringed."""
+    figure = Figure(figsize=(5.5, 3.6))
+    axes = figure.add_subplot()
+    for state, style in (("PRUNED", {"c": "0.7", "marker": "x"}), ("COMPLETE", {"c": "tab:blue", "marker": "o"})):
+        shown = [t for t in trials if t.state == state and t.reached is not None and t.trained_params]
+        if shown:
+            axes.scatter([t.trained_params for t in shown], [t.reached for t in shown], s=16,
+                         label=state.lower(), **style)
+    numbers = {f.trial for f in full}
+    ringed = [t for t in trials if t.number in numbers and t.reached is not None and t.trained_params]
+    if ringed:
+        axes.scatter([t.trained_params for t in ringed], [t.reached for t in ringed], s=90, facecolors="none",
+                     edgecolors="tab:red", label="trained in full")
+    axes.set_xscale("log")
+    axes.set_xlabel("trained parameters")
+    axes.set_ylabel(f"{scorer} score" if scorer != "proxy" else "proxy val_acc")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7)
+    axes.set_title(f"{len(trials)} trials: score against size", fontsize=9)
+    return _save(figure, path)
+
+
+def epoch_times(trials: Sequence[TrialSummary], full: Sequence[FullSummary], path: Path) -> Path:
+    """Seconds per training epoch: each proxy trial by number (left), each full candidate by stage (right)."""
+    figure = Figure(figsize=(9, 3.4))
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    for state, colour in (("PRUNED", "0.6"), ("COMPLETE", "tab:blue"), ("FAIL", "tab:red")):
+        shown = [t for t in trials if t.state == state and t.epoch_s is not None]
+        if shown:
+            left.bar([t.number for t in shown], [t.epoch_s for t in shown], color=colour, label=state.lower())
+    if left.get_legend_handles_labels()[0]:
+        left.legend(fontsize=7)
+    left.xaxis.get_major_locator().set_params(integer=True)
+    left.set_xlabel("trial")
+    left.set_ylabel("seconds per epoch")
+    left.set_title("proxy: seconds per epoch of each trial", fontsize=9)
+    trained = [f for f in full if f.stage_epoch_s]
+    stages = max((len(f.stage_epoch_s) for f in trained), default=0)
+    for stage in range(stages):
+        offset = (stage - (stages - 1) / 2) * 0.8 / max(stages, 1)
+        values = [f.stage_epoch_s[stage] if stage < len(f.stage_epoch_s) else 0.0 for f in trained]
+        right.bar(np.arange(len(trained)) + offset, values, 0.8 / max(stages, 1), label=f"stage {stage + 1}")
+    right.set_xticks(np.arange(len(trained)), [f"#{f.rank}\n{f.label}" for f in trained], fontsize=6)
+    right.set_ylabel("seconds per epoch")
+    if stages:
+        right.legend(fontsize=7)
+    right.set_title("full training: seconds per epoch by stage", fontsize=9)
+    return _save(figure, path)
+
+
+def searched_vs_learned(full: Sequence[FullSummary], path: Path) -> Path:
+    """Searched and learned widths of every fully trained candidate, one panel each."""
+    shown = [f for f in full if f.val_acc is not None] or list(full)
+    figure = Figure(figsize=(3.6 * max(1, len(shown)), 3))
+    panels = figure.subplots(1, max(1, len(shown)), squeeze=False)[0]
+    for axes, candidate in zip(panels, shown, strict=False):
+        accuracy = f", val_acc {candidate.val_acc:.4f}" if candidate.val_acc is not None else ""
+        _widths_on(axes, candidate.widths, candidate.learned_widths, f"#{candidate.rank} {candidate.label}{accuracy}")
+    return _save(figure, path)
+
+
+def search_comparison(trials: Sequence[TrialSummary], full: Sequence[FullSummary], scorer: str,
+                      folder: Path) -> list[Path]:
+    """The parent run's pictures: score against size, epoch times, searched vs learned widths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [trial_scores(trials, full, scorer, folder / "trial_scores.png"),
+               epoch_times(trials, full, folder / "epoch_times.png")]
+    if full:
+        written.append(searched_vs_learned(full, folder / "widths.png"))
+    return written
 
 
 def score_scatter(scores: Sequence[float], accuracy: Sequence[float], scorer: str, rho: float, tau: float,

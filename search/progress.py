@@ -10,20 +10,20 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from models import format_widths
 from search.analysis import Analysis
-from search.study import (
+from search.events import (
     CandidateEnded,
     CandidateStarted,
     EpochDone,
     Event,
-    SearchResult,
     SearchStarted,
     StageStarted,
     TrialEnded,
     TrialStarted,
-    TrialSummary,
 )
-from search.validate import SweepRow, ValidationResult
+from search.results import SearchResult, TrialSummary
+from search.validate import SweepRow, ValidationResult, seeds_needed
 
 console = Console(highlight=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -83,8 +83,9 @@ class SearchProgress:
             self._update(f"{self.trial} epoch 0/{self.epochs}")
         elif isinstance(event, CandidateStarted):
             if event.rank == 1:
-                console.print(f"Full training of the best {event.of} (progressive widening):")
-            self.candidate = f"full {event.rank}/{event.of} {event.widths}"
+                fits = f" (the time left fits {event.of} of the top {event.wanted})" if event.wanted > event.of else ""
+                console.print(f"Full training of the best {event.of}{fits} (progressive widening):")
+            self.candidate = f"full {event.rank}/{event.of} {format_widths(event.widths)}"
             self._update(self.candidate)
         elif isinstance(event, StageStarted):
             self.epochs = event.epochs
@@ -93,9 +94,9 @@ class SearchProgress:
         elif isinstance(event, CandidateEnded):
             f = event.summary
             outcome = f"val_acc {f.val_acc:.4f}" if f.val_acc is not None else "failed"
-            learned = f"  learned {f.learned_widths}" if f.learned_widths else ""
+            learned = f"  learned {f.learned_label}" if f.learned_widths else ""
             note = f"  ({f.note})" if f.note else ""
-            console.print(f"  full {f.rank:>2}  {f.widths:<24} {outcome:<16}{learned}  {f.seconds:6.1f} s{note}")
+            console.print(f"  full {f.rank:>2}  {f.label:<24} {outcome:<16}{learned}  {f.seconds:6.1f} s{note}")
         elif isinstance(event, EpochDone):
             m = event.metrics
             self._update(f"{self.trial} epoch {m.epoch}/{self.epochs} val_acc {m.val_acc:.3f}")
@@ -106,13 +107,13 @@ class SearchProgress:
             if event.error:
                 outcome += f" ({event.error})"
             console.print(
-                f"  trial {t.number:>3}  {t.widths:<24} k={t.frozen_layers}  {outcome:<16} "
+                f"  trial {t.number:>3}  {t.label:<24} k={t.frozen_layers}  {outcome:<16} "
                 f"{t.seconds or 0:6.1f} s"
             )
             self._update(self.trial)
 
     def _update(self, text: str) -> None:
-        best = f" | best {score_text(self.best.score)} ({self.best.widths})" if self.best and self.best.score else ""
+        best = f" | best {score_text(self.best.score)} ({self.best.label})" if self.best and self.best.score else ""
         self.progress.update(self.task, description=text + best, completed=time.monotonic() - self.started)
 
 
@@ -128,7 +129,7 @@ class TrainProgress:
     def handle(self, event: Event) -> None:
         if isinstance(event, StageStarted):
             console.print(
-                f"stage {event.stage + 1}/{event.stages}  {'-'.join(map(str, event.widths))}  "
+                f"stage {event.stage + 1}/{event.stages}  {format_widths(event.widths)}  "
                 f"{event.trained_params:,} trained params, {event.epochs} epochs"
             )
         elif isinstance(event, EpochDone):
@@ -156,7 +157,7 @@ def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
         table.add_row(
             str(rank),
             str(trial.number),
-            trial.widths,
+            trial.label,
             str(trial.frozen_layers),
             score_text(trial.score),
             f"{trial.trained_params:,}" if trial.trained_params is not None else "",
@@ -177,10 +178,10 @@ def full_table(result: SearchResult) -> Table:
         mark = " *" if winner is not None and f.run_id == winner.run_id else ""
         table.add_row(
             f"{f.rank}{mark}",
-            f.widths,
+            f.label,
             score_text(f.proxy_score),
             f"{f.val_acc:.4f}" if f.val_acc is not None else "",
-            f.learned_widths or "",
+            f.learned_label or "",
             f"{f.trained_params:,}" if f.trained_params is not None else "",
             f"{f.seconds:.1f}",
             f.state.lower(),
@@ -225,7 +226,14 @@ def validation_table(result: ValidationResult) -> Table:
 def ceiling_line(result: ValidationResult) -> str:
     if result.ceiling != result.ceiling:
         return "seed ceiling: needs --full-seeds 2 or more"
-    return f"seed ceiling (rho between full-training seeds) {result.ceiling:.3f}"
+    line = (f"seed ceiling (rho between two full-training seeds) {result.ceiling:.3f}; the target, the mean of "
+            f"{result.full_seeds} seeds, repeats at about {result.target_reliability:.3f} (Spearman-Brown)")
+    needed = seeds_needed(result.ceiling)
+    if needed is None:
+        return line + "; the seeds do not agree at all: train longer before trusting any ranking"
+    if needed > result.full_seeds:
+        return line + f"; --full-seeds {needed} would reach 0.9"
+    return line
 
 
 def frozen_sweep_table(rows: list[SweepRow], widths: str, epochs: int) -> Table:

@@ -9,23 +9,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from models import format_widths
-from search import data as datasets
-from search.config import Config, ConfigError, SpaceConfig, from_mapping
+from search.backends.local import LocalTrials
+from search.budget import Budget
+from search.config import Config, ConfigError, from_mapping
+from search.events import EventHandler, SearchStarted
+from search.full import run_full_phase, train_candidate
 from search.progressive import FullResult
 from search.proxy import Candidate, ProxyResult, score_candidate
+from search.results import FullSummary, SearchResult, TrialSummary, rank_completed
+from search.session import load_data, open_store, resolve_device
+from search.space import make_sampler, param_counts, starting_params
 from search.tracking import Tracker
-from search.train import EpochMetrics, StopTraining
+from search.train import EpochMetrics
 
 if TYPE_CHECKING:
     from search.analysis import Analysis
@@ -35,250 +41,7 @@ STUDY_SECTIONS = ("space", "model", "proxy", "data")
 TOP_CANDIDATES = 5
 
 
-# -- budget -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Wall-clock budget of one command, counted from ``started_at`` (time.monotonic())."""
-
-    total_s: float
-    started_at: float
-
-    @property
-    def reserve_s(self) -> float:
-        # Kept back for closing the study: results table, artifacts, run status.
-        return min(5.0, 0.03 * self.total_s)
-
-    def elapsed_s(self) -> float:
-        return time.monotonic() - self.started_at
-
-    def remaining_s(self) -> float:
-        """Seconds left for work."""
-        return self.total_s - self.reserve_s - self.elapsed_s()
-
-    def first(self, fraction: float) -> Budget:
-        """The budget of a first phase that ends after ``fraction`` of this one.
-
-        Example:
-            >>> Budget(100.0, 0.0).first(0.6).total_s
-            60.0
-        """
-        return Budget(self.total_s * fraction, self.started_at)
-
-
-class BudgetExhausted(StopTraining):
-    """Raised from a trial's epoch callback when its next epoch would overrun the budget."""
-
-
-def next_epoch_overruns(metrics: EpochMetrics, seconds_left: float, growth: float = 1.0) -> bool:
-    """Whether an epoch like the last one (training and evaluation, times ``growth``) would end
-    after ``seconds_left``: the one budget test of every phase and backend."""
-    return (metrics.epoch_time_s + metrics.eval_time_s) * growth > seconds_left
-
-
-def expected_trial_s(trials: list[FrozenTrial]) -> float:
-    """The longest finished trial so far: a new trial is only started if this much is left."""
-    durations = [
-        t.user_attrs["seconds"] for t in trials if t.state == TrialState.COMPLETE and "seconds" in t.user_attrs
-    ]
-    return max(durations, default=0.0)
-
-
-# -- search space -------------------------------------------------------------------
-
-
-def suggest_candidate(trial: optuna.Trial, space: SpaceConfig) -> Candidate:
-    """Ask Optuna for one candidate; width ranges are ordinal (suggest_int with a step)."""
-    widths = []
-    for layer in range(space.layers):
-        name = f"width_{layer + 1}"
-        if space.categorical:
-            widths.append(int(trial.suggest_categorical(name, list(space.choices(layer)))))
-        else:
-            widths.append(trial.suggest_int(name, space.width_min, space.width_max, step=space.width_step))
-    if len(space.frozen_layers) == 1:
-        frozen = space.frozen_layers[0]
-    else:
-        frozen = int(trial.suggest_categorical("frozen_layers", list(space.frozen_layers)))
-    return Candidate(tuple(widths), frozen)
-
-
-def starting_params(space: SpaceConfig) -> dict[str, Any]:
-    """The first trial of a new study: the middle width of each layer's choices and the fewest
-    frozen layers offered. A cheap, sensible profile, so a search of any budget has a result.
-
-    Example:
-        >>> starting_params(SpaceConfig(layers=2))
-        {'width_1': 16, 'width_2': 16}
-    """
-    params: dict[str, Any] = {}
-    for layer in range(space.layers):
-        choices = space.choices(layer)
-        params[f"width_{layer + 1}"] = choices[(len(choices) - 1) // 2]
-    if len(space.frozen_layers) > 1:
-        params["frozen_layers"] = min(space.frozen_layers)
-    return params
-
-
-def trial_identity(candidate: Candidate, trained_params: int, frozen_params: int) -> dict[str, Any]:
-    """What every backend records of a trial, as MLflow params (with the seed) and Optuna user attributes."""
-    return {"widths": candidate.label, "frozen_layers": candidate.frozen_layers, "trained_params": trained_params,
-            "frozen_params": frozen_params}
-
-
-# -- results ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrialSummary:
-    number: int
-    state: str  # COMPLETE, PRUNED, FAIL, RUNNING
-    widths: str
-    frozen_layers: int
-    score: float | None
-    trained_params: int | None
-    frozen_params: int | None
-    seconds: float | None
-    run_id: str | None
-
-    @classmethod
-    def from_trial(cls, trial: FrozenTrial) -> TrialSummary:
-        attrs = trial.user_attrs
-        return cls(
-            number=trial.number,
-            state=trial.state.name,
-            widths=attrs.get("widths", ""),
-            frozen_layers=int(attrs.get("frozen_layers", -1)),
-            score=trial.value if trial.state == TrialState.COMPLETE else None,
-            trained_params=attrs.get("trained_params"),
-            frozen_params=attrs.get("frozen_params"),
-            seconds=attrs.get("seconds"),
-            run_id=attrs.get("mlflow_run_id"),
-        )
-
-
-def rank_completed(trials: Iterable[TrialSummary]) -> list[TrialSummary]:
-    """Complete trials, best first: the higher score, then (ties) the fewer trained parameters,
-    then the earlier trial. The one ordering of the printed table, the parent run's best and
-    the candidates of the second phase."""
-    done = [t for t in trials if t.state == "COMPLETE"]
-    return sorted(done, key=lambda t: (-(t.score or 0.0), t.trained_params or 0, t.number))
-
-
-@dataclass(frozen=True)
-class FullSummary:
-    """One candidate of the second phase: trained in full, then analysed."""
-
-    rank: int  # by proxy score, 1-based
-    trial: int | None
-    widths: str
-    proxy_score: float | None
-    state: str  # COMPLETE, STOPPED (budget: fewer stages or epochs), FAIL
-    val_acc: float | None
-    learned_widths: str | None
-    trained_params: int | None
-    seconds: float
-    run_id: str
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    study_name: str
-    parent_run_id: str
-    store: Path
-    tracking_uri: str
-    trials: tuple[TrialSummary, ...]
-    elapsed_s: float
-    full: tuple[FullSummary, ...] = ()
-    scorer: str = "proxy"
-
-    @property
-    def winner(self) -> FullSummary | None:
-        """The best full accuracy, preferring candidates whose training completed."""
-        trained = [f for f in self.full if f.val_acc is not None]
-        return max(trained, key=lambda f: (f.state == "COMPLETE", f.val_acc, -f.rank), default=None)
-
-    def completed(self) -> list[TrialSummary]:
-        return rank_completed(self.trials)
-
-    @property
-    def best(self) -> TrialSummary | None:
-        done = self.completed()
-        return done[0] if done else None
-
-    def count(self, state: str) -> int:
-        return sum(t.state == state for t in self.trials)
-
-
-# -- progress events (the CLI draws them; the pipeline only emits) -------------------
-
-
-@dataclass(frozen=True)
-class SearchStarted:
-    study_name: str
-    resumed_trials: int
-    budget_s: float
-    epochs: int
-    device: str
-    dataset: str
-
-
-@dataclass(frozen=True)
-class TrialStarted:
-    number: int
-    candidate: Candidate
-
-
-@dataclass(frozen=True)
-class EpochDone:
-    number: int
-    metrics: EpochMetrics
-
-
-@dataclass(frozen=True)
-class TrialEnded:
-    summary: TrialSummary
-    best: TrialSummary | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class StageStarted:
-    stage: int  # 0-based
-    stages: int
-    widths: tuple[int, ...]
-    trained_params: int
-    epochs: int
-
-
-@dataclass(frozen=True)
-class CandidateStarted:
-    rank: int  # 1-based, by proxy score
-    of: int
-    widths: str
-    proxy_score: float | None
-
-
-@dataclass(frozen=True)
-class CandidateEnded:
-    summary: FullSummary
-
-
-Event = SearchStarted | TrialStarted | EpochDone | TrialEnded | StageStarted | CandidateStarted | CandidateEnded
-EventHandler = Callable[[Event], None]
-
-
 # -- the pipeline -------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but CUDA is not available here")
-    return torch.device(name)
 
 
 def config_to_json(config: Config) -> str:
@@ -351,7 +114,8 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
 
     Example:
         >>> import tempfile, time
-        >>> from search.config import DataConfig, SearchConfig, StoreConfig, ProxyConfig, ModelConfig
+        >>> from search.config import DataConfig, ModelConfig, ProxyConfig, SearchConfig, SpaceConfig, StoreConfig
+        >>> from search.budget import Budget
         >>> cfg = Config(space=SpaceConfig(layers=2, width_choices=(4, 8), frozen_layers=(1,)),
         ...              model=ModelConfig(hidden=(8,)), proxy=ProxyConfig(epochs=1),
         ...              data=DataConfig(dataset="synthetic", synthetic_train=64, synthetic_val=32,
@@ -363,11 +127,11 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         2
     """
     emit = on_event or (lambda event: None)
-    device = resolve_device(config.search.device)
+    device = resolve_device(config.search.device)  # before anything else: a missing GPU is the first error
     study_name = None
     if config.store.resume:
         config, study_name = prepare_resume(config)
-    data = datasets.load(config.data, seed=config.search.seed).to(device)
+    data = load_data(config)
     if config.search.backend == "ray":
         from search.backends.ray_tune import check_tracking_reachable, connect
 
@@ -375,9 +139,8 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         check_tracking_reachable(config)
 
     # Past this point the command writes: the store, the study, the MLflow runs.
-    config.store.path.mkdir(parents=True, exist_ok=True)
+    tracker = open_store(config.store)
     storage = open_storage(config)
-    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
     if study_name is None:
         study_name = new_study_name(storage, config.store.study_name)
         study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
@@ -399,7 +162,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     if previous == 0:
         study.enqueue_trial(starting_params(config.space))
     # Re-seed on resume so the sampler's random start does not replay the first run's picks.
-    study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + previous)
+    study.sampler = make_sampler(config.search.sampler, config.search.seed + previous)
     study.pruner = make_pruner(config.search.pruner, config.proxy.epochs)
     emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name))
 
@@ -411,9 +174,6 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             return zero_cost_trial(config.search.scorer, candidate, data, settings)
         return score_candidate(candidate, data, config.model, config.proxy, config.search.seed, on_epoch=report)
 
-    from search.backends.local import LocalTrials
-    from search.full import run_full_phase
-
     # The proxy phase ends where the share kept for full training begins.
     proxy_budget = budget.first(1 - config.search.full_fraction) if config.search.full_phase else budget
     status = "FINISHED"
@@ -422,7 +182,8 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         if config.search.backend == "ray":
             from search.backends.ray_tune import RayTrials
 
-            RayTrials(study, config, data, tracker, parent_id, proxy_budget, emit).run()
+            RayTrials(study, config, data, tracker, parent_id, proxy_budget, emit, whole_budget=budget).run()
+            shutdown_ray()  # the second phase runs here: Ray's seconds of teardown come out of the proxy's share
         else:
             LocalTrials(
                 study,
@@ -432,7 +193,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
                 parent_id,
                 proxy_budget,
                 emit,
-                param_counts=lambda candidate: param_counts(candidate, data, config),
+                param_counts=lambda candidate: param_counts(candidate, data, config.model),
                 whole_budget=budget,
             ).run()
         if config.search.full_phase:
@@ -454,10 +215,15 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         )
         close_parent(tracker, result, status)
         if config.search.backend == "ray":
-            import ray
-
-            ray.shutdown()
+            shutdown_ray()
     return result
+
+
+def shutdown_ray() -> None:
+    """Stop this command's Ray (or disconnect from the cluster); a no-op when already done."""
+    import ray
+
+    ray.shutdown()
 
 
 def run_training(config: Config, widths: tuple[int, ...], on_event: EventHandler | None = None) -> TrainingResult:
@@ -473,13 +239,9 @@ def run_training(config: Config, widths: tuple[int, ...], on_event: EventHandler
         >>> [stage.widths for stage in run_training(cfg.validate(), (4, 8)).result.stages]
         [(2, 4), (4, 8)]
     """
-    from search.full import train_candidate
-
     emit = on_event or (lambda event: None)
-    device = resolve_device(config.search.device)
-    data = datasets.load(config.data, seed=config.search.seed).to(device)
-    config.store.path.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
+    data = load_data(config)
+    tracker = open_store(config.store)
     label = format_widths(widths)
     parent_id = tracker.start_run(
         f"train-{label}",
@@ -497,13 +259,6 @@ class TrainingResult:
     analysis: Analysis | None
     parent_run_id: str
     tracking_uri: str
-
-
-def param_counts(candidate: Candidate, data: datasets.TensorData, config: Config) -> tuple[int, int]:
-    from search.proxy import build_model
-
-    model = build_model(candidate, replace(data, x_train=data.x_train[:1].cpu()), config.model, seed=0)
-    return model.trained_params(), model.frozen_params()
 
 
 def new_study_name(storage: optuna.storages.BaseStorage, wanted: str | None) -> str:
@@ -528,7 +283,7 @@ def fail_stale_trials(study: optuna.Study, tracker: Tracker, parent_id: str) -> 
 
 
 def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
-    rows = [dataclasses.asdict(t) for t in sorted(result.trials, key=lambda t: t.number)]
+    rows = [t.row() for t in sorted(result.trials, key=lambda t: t.number)]
     tracker.log_table(result.parent_run_id, rows, "results.csv")
     metrics: dict[str, Any] = {
         "trials_complete": result.count("COMPLETE"),
@@ -541,15 +296,24 @@ def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
         metrics["best_score"] = best.score
         if result.scorer == "proxy":  # the score is a validation accuracy
             metrics["best_val_acc"] = best.score
-        tracker.set_tags(result.parent_run_id, {"best_widths": best.widths, "best_trial": best.number})
-        tracker.log_json(result.parent_run_id, dataclasses.asdict(best), "best.json")
+        tracker.set_tags(result.parent_run_id, {"best_widths": best.label, "best_trial": best.number})
+        tracker.log_json(result.parent_run_id, best.row(), "best.json")
     if result.full:
-        tracker.log_table(result.parent_run_id, [dataclasses.asdict(f) for f in result.full], "full_results.csv")
+        tracker.log_table(result.parent_run_id, [f.row() for f in result.full], "full_results.csv")
     winner = result.winner
     if winner is not None:
         metrics["winner_val_acc"] = winner.val_acc
-        tracker.set_tags(result.parent_run_id, {"winner_widths": winner.widths, "winner_run_id": winner.run_id,
-                                                "winner_learned_widths": winner.learned_widths or ""})
-        tracker.log_json(result.parent_run_id, dataclasses.asdict(winner), "winner.json")
+        tracker.set_tags(result.parent_run_id, {"winner_widths": winner.label, "winner_run_id": winner.run_id,
+                                                "winner_learned_widths": winner.learned_label or ""})
+        tracker.log_json(result.parent_run_id, winner.row(), "winner.json")
     tracker.log_metrics(result.parent_run_id, metrics)
+    if result.trials:
+        from search.pictures import search_comparison
+
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                search_comparison(result.trials, result.full, result.scorer, Path(folder))
+            except Exception as error:  # a picture must not keep the run from closing
+                tracker.set_tags(result.parent_run_id, {"comparison_error": f"{type(error).__name__}: {error}"})
+            tracker.log_artifacts(result.parent_run_id, Path(folder), "comparison")
     tracker.end_run(result.parent_run_id, status)

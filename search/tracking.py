@@ -95,10 +95,15 @@ class Tracker:
             self.experiment_id = found.experiment_id
         else:
             # A local SQLite store keeps artifacts beside it; a server decides for itself.
-            location = artifact_root.as_uri() if artifact_root is not None and _is_local(tracking_uri) else None
+            location = artifact_root.as_uri() if artifact_root is not None and self.is_local else None
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         for key, value in EXPERIMENT_KIND.items():  # new and existing stores alike
             self.client.set_experiment_tag(self.experiment_id, key, value)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is a file on this machine (SQLite, a file store), not a server."""
+        return is_local_uri(self.tracking_uri)
 
     def start_run(
         self,
@@ -204,5 +209,11 @@ class Tracker:
                                   {"failure": "process ended while the run was active"})
 
 
-def _is_local(tracking_uri: str) -> bool:
+def is_local_uri(tracking_uri: str) -> bool:
+    """The one test of whether a tracking URI is a store on this machine's disk.
+
+    Example:
+        >>> [is_local_uri(u) for u in ("sqlite:///runs/mlflow.db", "file:///tmp/mlruns", "http://mlflow:5000")]
+        [True, True, False]
+    """
     return tracking_uri.startswith(("sqlite:", "file:", "/")) or "://" not in tracking_uri

@@ -29,12 +29,13 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from models import format_widths
-from search import data as datasets
+from search import pictures
 from search.config import Config, SpaceConfig
 from search.data import TensorData
 from search.progressive import train_full
 from search.proxy import Candidate, score_candidate
 from search.scorers import SCORERS, ScorerSettings
+from search.session import load_data, open_store
 from search.tracking import Tracker
 
 CACHE_FILE = "full_training_cache.json"
@@ -178,6 +179,11 @@ class ValidationResult:
     def retrained(self) -> int:
         return sum(not c.cached for c in self.candidates)
 
+    @property
+    def target_reliability(self) -> float:
+        """How well the target (the mean over seeds) would repeat with fresh seeds (nan with one)."""
+        return mean_reliability(self.ceiling, self.full_seeds)
+
 
 def seed_ceiling(replicas: Sequence[Sequence[float]]) -> float:
     """The noise ceiling: the mean Spearman rho between every two seeds' full accuracies.
@@ -199,18 +205,37 @@ def seed_ceiling(replicas: Sequence[Sequence[float]]) -> float:
     return float(np.mean(rhos)) if rhos else float("nan")
 
 
+def mean_reliability(rho: float, seeds: int) -> float:
+    """How well the mean of ``seeds`` trainings ranks like another such mean (Spearman-Brown),
+    from ``rho``, the agreement of two single seeds.
+
+    Example:
+        >>> round(mean_reliability(0.8, 2), 3)
+        0.889
+    """
+    return seeds * rho / (1 + (seeds - 1) * rho)
+
+
+def seeds_needed(rho: float, target: float = 0.9) -> int | None:
+    """The fewest seeds whose mean reaches ``target`` reliability (None when rho <= 0).
+
+    Example:
+        >>> seeds_needed(0.8), seeds_needed(0.7), seeds_needed(0.95)
+        (3, 4, 1)
+    """
+    if not rho > 0:
+        return None
+    return max(1, math.ceil(target * (1 - rho) / (rho * (1 - target)) - 1e-9))
+
+
 CandidateHandler = Callable[[int, int, CandidateResult], None]
 
 
 def run_validation(config: Config, on_candidate: CandidateHandler | None = None) -> ValidationResult:
     """Sample, train fully (or take from the cache), score, correlate, log to MLflow."""
-    from search.study import resolve_device
-
-    device = resolve_device(config.search.device)
-    data = datasets.load(config.data, seed=config.search.seed).to(device)
-    config.store.path.mkdir(parents=True, exist_ok=True)
+    data = load_data(config)
+    tracker = open_store(config.store)
     cache = FullTrainingCache(config.store.path / CACHE_FILE)
-    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
     frozen = config.space.frozen_layers[0]
     settings = ScorerSettings(config.model, config.proxy, config.search.seed)
     profiles = sample_profiles(config.space, config.fidelity.candidates, config.search.seed)
@@ -238,7 +263,7 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
         )
         ceiling = seed_ceiling([c.replicas for c in results])
         reports = tuple(replace(r, of_ceiling=r.spearman / ceiling) for r in reports)
-        log_reports(tracker, parent_id, results, reports, ceiling)
+        log_reports(tracker, parent_id, results, reports, ceiling, seeds)
     return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds)
 
 
@@ -287,10 +312,8 @@ def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, fro
 
 
 def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult],
-                reports: tuple[ScorerReport, ...], ceiling: float) -> None:
-    from search import pictures
-
-    metrics: dict[str, float] = {"seed_ceiling": ceiling}
+                reports: tuple[ScorerReport, ...], ceiling: float, seeds: int) -> None:
+    metrics: dict[str, float] = {"seed_ceiling": ceiling, "target_reliability": mean_reliability(ceiling, seeds)}
     for r in reports:
         metrics.update({f"spearman_{r.scorer}": r.spearman, f"kendall_{r.scorer}": r.kendall,
                         f"regret_{r.scorer}": r.regret, f"cost_s_{r.scorer}": r.cost_s,
@@ -326,13 +349,8 @@ class SweepRow:
 def run_frozen_sweep(config: Config, widths: tuple[int, ...],
                      on_row: Callable[[SweepRow], None] | None = None) -> tuple[list[SweepRow], str]:
     """For k = 0 ... L frozen layers: cost and accuracy of the proxy on ``widths``."""
-    from search import pictures
-    from search.study import resolve_device
-
-    device = resolve_device(config.search.device)
-    data = datasets.load(config.data, seed=config.search.seed).to(device)
-    config.store.path.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
+    data = load_data(config)
+    tracker = open_store(config.store)
     label = format_widths(widths)
     parent_id = tracker.start_run(f"frozen-sweep-{label}",
                                   params={**config.to_flat_dict(), "widths": label, "seed": config.search.seed},

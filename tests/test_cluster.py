@@ -227,3 +227,21 @@ def test_a_ray_search_keeps_the_budget_and_records_asha_stops_as_pruned(tmp_path
         epochs = len(tracker.client.get_metric_history(trial.user_attrs["mlflow_run_id"], "val_acc"))
         # COMPLETE after both proxy epochs; PRUNED (ASHA or the budget) after fewer.
         assert (trial.state == TrialState.COMPLETE) == (epochs == 2), (trial.number, trial.state, epochs)
+
+
+@pytest.mark.slow
+def test_a_ray_search_whose_share_ends_before_ray_starts_still_ends_with_an_answer(tmp_path: Path) -> None:
+    # 10 % of 60 s for the proxy phase is less than Ray's start-up and teardown: only the rule
+    # "the whole budget counts until a trial has completed" lets a trial finish.
+    budget_s = 60
+    start = time.monotonic()
+    result = run_cli(["run", "--backend", "ray", *TINY[:-4], "--top-k", "1", "--full-fraction", "0.9",
+                      "--budget", f"{budget_s}s"], cwd=tmp_path)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert elapsed <= 1.1 * budget_s, f"took {elapsed:.1f} s for a {budget_s} s budget"
+    storage = f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    assert [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert "Top candidates" in result.stdout

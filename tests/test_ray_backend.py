@@ -10,6 +10,7 @@ import ray
 
 from search.backends import ray_tune
 from search.config import Config, ConfigError, RayConfig, SpaceConfig, StoreConfig
+from search.space import candidate_from
 
 
 def test_the_token_comes_from_the_environment_then_the_token_file(tmp_path: Path,
@@ -53,8 +54,8 @@ def test_fractional_gpus_warn_whole_ones_do_not() -> None:
 
 
 def test_tune_params_become_the_same_candidate_as_the_local_backend_builds() -> None:
-    config = Config(space=SpaceConfig(layers=3, frozen_layers=(1, 2)))
-    candidate = ray_tune.candidate_from({"width_1": 8, "width_2": 16, "width_3": 24, "frozen_layers": 2}, config)
+    space = SpaceConfig(layers=3, frozen_layers=(1, 2))
+    candidate = candidate_from({"width_1": 8, "width_2": 16, "width_3": 24, "frozen_layers": 2}, space)
     assert candidate.widths == (8, 16, 24) and candidate.frozen_layers == 2
-    fixed = replace(config, space=replace(config.space, frozen_layers=(1,)))
-    assert ray_tune.candidate_from({"width_1": 8, "width_2": 16, "width_3": 24}, fixed).frozen_layers == 1
+    fixed = replace(space, frozen_layers=(1,))
+    assert candidate_from({"width_1": 8, "width_2": 16, "width_3": 24}, fixed).frozen_layers == 1

@@ -15,10 +15,11 @@ from optuna.trial import TrialState
 
 import search.study
 from conftest import ROOT, TINY_FLAGS, run_cli, tiny_config
+from search.budget import Budget
 from search.data import load
 from search.proxy import Candidate, score_candidate
 from search.scorers import SCORERS, ScorerSettings
-from search.study import Budget, run_search
+from search.study import run_search
 from search.tracking import Tracker
 
 
@@ -220,6 +221,12 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
     assert parent.data.tags["winner_widths"] == winner.data.params["widths"]
     assert parent.data.metrics["winner_val_acc"] == winner.data.metrics["val_acc"]
     assert {"full_results.csv", "winner.json"} <= {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
+    # The parent run carries the pictures that compare trials and candidates.
+    assert {"comparison/trial_scores.png", "comparison/epoch_times.png", "comparison/widths.png"} <= {
+        a.path for a in tracker.client.list_artifacts(parent.info.run_id, "comparison")}
+    for trial in study.trials:  # each trial's mean epoch time, as its run logged it
+        history = tracker.client.get_metric_history(trial.user_attrs["mlflow_run_id"], "epoch_time_s")
+        assert trial.user_attrs["epoch_s"] == pytest.approx(sum(m.value for m in history) / len(history))
 
 
 def test_a_search_can_score_trials_with_a_zero_cost_scorer(tmp_path: Path) -> None:
@@ -229,8 +236,7 @@ def test_a_search_can_score_trials_with_a_zero_cost_scorer(tmp_path: Path) -> No
     data = load(config.data, seed=0)
     settings = ScorerSettings(config.model, config.proxy, config.search.seed)
     for trial in result.trials:
-        widths = tuple(int(w) for w in trial.widths.split("-"))
-        assert trial.score == SCORERS["params"](Candidate(widths, 1), data, settings)
+        assert trial.score == SCORERS["params"](Candidate(trial.widths, 1), data, settings)
 
 
 def test_no_trial_is_pruned_before_one_has_completed() -> None:

@@ -11,10 +11,12 @@ from search.tracking import Tracker
 from search.validate import (
     FullTrainingCache,
     bootstrap_intervals,
+    mean_reliability,
     recipe_key,
     report_for,
     sample_profiles,
     seed_ceiling,
+    seeds_needed,
 )
 
 
@@ -109,7 +111,9 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
                                            "attributes.run_name LIKE 'validate-%'", order_by=["start_time DESC"],
                                            max_results=1)
     assert -1 <= latest.data.metrics["seed_ceiling"] <= 1
-    assert f"seed ceiling (rho between full-training seeds) {latest.data.metrics['seed_ceiling']:.3f}" in third.stdout
+    ceiling = latest.data.metrics["seed_ceiling"]
+    assert f"seed ceiling (rho between two full-training seeds) {ceiling:.3f}" in third.stdout
+    assert latest.data.metrics["target_reliability"] == pytest.approx(2 * ceiling / (1 + ceiling))
     replicas = {c.data.params["widths"]: (c.data.metrics["full_val_acc_seed0"], c.data.metrics["full_val_acc_seed1"])
                 for c in tracker.children(latest.info.run_id)}
     assert {w: seeds[0] for w, seeds in replicas.items()} == before  # seed 0 reused, not retrained
@@ -119,6 +123,15 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     fourth = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "2", "--scorers", "params"],
                      cwd=tmp_path)
     assert "4 of 4 candidates' full trainings came from the cache" in fourth.stdout
+
+
+def test_the_mean_of_more_seeds_is_a_more_reliable_target() -> None:
+    # Spearman-Brown: one seed is the ceiling itself; more seeds approach 1; 0.9 needs enough of them.
+    assert mean_reliability(0.6, 1) == pytest.approx(0.6)
+    assert mean_reliability(0.6, 2) < mean_reliability(0.6, 4) < 1
+    needed = seeds_needed(0.65)
+    assert mean_reliability(0.65, needed) >= 0.9 > mean_reliability(0.65, needed - 1)
+    assert seeds_needed(-0.1) is None
 
 
 def test_the_seed_ceiling_is_the_mean_rank_agreement_between_seeds() -> None:

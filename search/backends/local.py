@@ -15,22 +15,12 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from search.budget import Budget, BudgetExhausted, current_budget, expected_trial_s, next_epoch_overruns
 from search.config import Config
+from search.events import EpochDone, EventHandler, TrialEnded, TrialStarted
 from search.proxy import Candidate, ProxyResult
-from search.study import (
-    Budget,
-    BudgetExhausted,
-    EpochDone,
-    EventHandler,
-    TrialEnded,
-    TrialStarted,
-    TrialSummary,
-    expected_trial_s,
-    next_epoch_overruns,
-    rank_completed,
-    suggest_candidate,
-    trial_identity,
-)
+from search.results import TrialSummary, rank_completed
+from search.space import suggest_candidate, trial_identity
 from search.tracking import Tracker
 from search.train import EpochMetrics
 
@@ -68,9 +58,7 @@ class LocalTrials:
 
     def current_budget(self) -> Budget:
         """The proxy phase's share once a trial has completed; the whole budget before."""
-        if self.whole_budget is None or self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            return self.budget
-        return self.whole_budget
+        return current_budget(self.study, self.budget, self.whole_budget)
 
 
 def run_one(ctx: LocalTrials) -> None:
@@ -89,9 +77,12 @@ def run_one(ctx: LocalTrials) -> None:
     emit(TrialStarted(trial.number, candidate))
 
     epochs = config.proxy.epochs
+    epoch_times: list[float] = []
 
     def report(metrics: EpochMetrics) -> None:
         tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
+        epoch_times.append(metrics.epoch_time_s)
+        trial.set_user_attr("epoch_s", sum(epoch_times) / len(epoch_times))
         emit(EpochDone(trial.number, metrics))
         trial.report(metrics.val_acc, metrics.epoch)
         if metrics.epoch < epochs:

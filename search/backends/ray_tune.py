@@ -29,23 +29,15 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from models import parse_widths
+from search.budget import Budget, BudgetExhausted, current_budget, expected_trial_s, next_epoch_overruns
 from search.config import Config, ConfigError, SpaceConfig
 from search.data import TensorData
+from search.events import EpochDone, EventHandler, TrialEnded, TrialStarted
 from search.proxy import Candidate, score_candidate
-from search.study import (
-    Budget,
-    BudgetExhausted,
-    EpochDone,
-    EventHandler,
-    TrialEnded,
-    TrialStarted,
-    TrialSummary,
-    expected_trial_s,
-    next_epoch_overruns,
-    suggest_candidate,
-    trial_identity,
-)
-from search.tracking import Tracker
+from search.results import TrialSummary
+from search.space import candidate_from, make_sampler, param_counts, suggest_candidate, trial_identity
+from search.tracking import Tracker, is_local_uri
 from search.train import EpochMetrics
 
 RAY_TEARDOWN_S = 8.0  # Tune lags its budget and tears down for 5-10 s on 2 cores (measured with ~70 short trials)
@@ -109,7 +101,7 @@ def check_tracking_reachable(config: Config) -> None:
     """
     import ray
 
-    if not config.store.mlflow_uri.startswith(("sqlite:", "file:")):
+    if not is_local_uri(config.store.mlflow_uri):
         return
     here = {"127.0.0.1", socket.gethostbyname(socket.gethostname()), ray.util.get_node_ip_address()}
     remote = [node["NodeManagerAddress"] for node in ray.nodes()
@@ -140,12 +132,9 @@ class TrialContext:
     config: Config
     parent_id: str
     study_name: str
-    deadline_unix: float  # wall-clock end of the proxy phase (time.time(), comparable across nodes)
-
-
-def candidate_from(params: dict[str, Any], config: Config) -> Candidate:
-    widths = tuple(int(params[f"width_{layer + 1}"]) for layer in range(config.space.layers))
-    return Candidate(widths, int(params.get("frozen_layers", config.space.frozen_layers[0])))
+    # Wall-clock end (time.time(), comparable across nodes) that no epoch may pass: the whole
+    # command's, so a first trial can finish; the driver's stopper ends the phase at its share.
+    deadline_unix: float
 
 
 def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorData) -> None:
@@ -153,15 +142,13 @@ def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
     from ray import tune
 
     config = context.config
-    candidate = candidate_from(params, config)
+    candidate = candidate_from(params, config.space)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(config.ray.cpus_per_trial)))
     on_device = data.to(device)
     tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
-    from search.study import param_counts
-
-    identity = trial_identity(candidate, *param_counts(candidate, on_device, config))
+    identity = trial_identity(candidate, *param_counts(candidate, on_device, config.model))
     run_id = tracker.start_run(
         f"trial-{tune.get_context().get_trial_id()}",
         parent_id=context.parent_id,
@@ -170,11 +157,13 @@ def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
     )
     identity["mlflow_run_id"] = run_id
     start = time.perf_counter()
+    epoch_times: list[float] = []
 
     def report(metrics: EpochMetrics) -> None:
         tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
+        epoch_times.append(metrics.epoch_time_s)
         tune.report({**metrics.as_metrics(), "epoch": metrics.epoch, "seconds": time.perf_counter() - start,
-                     **identity})
+                     "epoch_s": sum(epoch_times) / len(epoch_times), **identity})
         if metrics.epoch < config.proxy.epochs and next_epoch_overruns(metrics, context.deadline_unix - time.time()):
             raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
 
@@ -207,10 +196,11 @@ def make_searcher_class() -> type:
     from ray.tune.search.optuna import OptunaSearch
 
     class StudySearch(OptunaSearch):  # type: ignore[misc]
-        def __init__(self, *args: Any, epochs: int, budget: Budget, trial_cap: int | None, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, epochs: int, share: Budget, whole: Budget, trial_cap: int | None,
+                     **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.epochs = epochs
-            self.budget = budget
+            self.share, self.whole = share, whole
             self.trial_cap = trial_cap
             self.started_numbers: dict[str, int] = {}
 
@@ -220,7 +210,7 @@ def make_searcher_class() -> type:
             running = sum(t.state == TrialState.RUNNING for t in trials)
             if self.trial_cap is not None and finished + running >= self.trial_cap:
                 return Searcher.FINISHED if running == 0 else None
-            if self.budget.remaining_s() <= expected_trial_s(trials):
+            if current_budget(self._ot_study, self.share, self.whole).remaining_s() <= expected_trial_s(trials):
                 return Searcher.FINISHED
             params = super().suggest(trial_id)
             self.started_numbers[trial_id] = self._ot_trials[trial_id].number
@@ -234,7 +224,8 @@ def make_searcher_class() -> type:
             trial = self._ot_trials.get(trial_id)
             if trial is None or not result:
                 return
-            for key in ("widths", "frozen_layers", "trained_params", "frozen_params", "mlflow_run_id", "seconds"):
+            for key in ("widths", "frozen_layers", "trained_params", "frozen_params", "mlflow_run_id", "seconds",
+                        "epoch_s"):
                 if key in result:
                     trial.set_user_attr(key, result[key])
 
@@ -274,8 +265,8 @@ def make_callback_class() -> type:
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             number = self.searcher.number(trial.trial_id)
             if result.get("epoch") == 1 and number is not None:
-                widths = tuple(int(w) for w in str(result["widths"]).split("-"))
-                self.emit(TrialStarted(number, Candidate(widths, int(result["frozen_layers"]))))
+                self.emit(TrialStarted(number, Candidate(parse_widths(str(result["widths"])),
+                                                         int(result["frozen_layers"]))))
                 self.tracker.set_tags(result["mlflow_run_id"], {"trial": number})
             self.last[trial.trial_id] = result
             metrics = EpochMetrics(**{k: result[k] for k in ("train_loss", "val_loss", "val_acc", "epoch_time_s",
@@ -313,6 +304,31 @@ def make_callback_class() -> type:
     return RunCloser
 
 
+def make_stopper_class() -> type:
+    """``ShareStopper``: ends every trial once the phase's time is up (its share after a trial
+    has completed, the whole budget before), checked by Tune after each reported epoch."""
+    from ray.tune import Stopper
+
+    class ShareStopper(Stopper):  # type: ignore[misc]
+        def __init__(self, study: optuna.Study, share: Budget, whole: Budget) -> None:
+            self.study, self.share, self.whole = study, share, whole
+
+        def __getstate__(self) -> dict[str, Any]:
+            # Tune pickles its stoppers with the experiment state; the study handle stays here.
+            return {"share": self.share, "whole": self.whole}
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            study = getattr(self, "study", None)
+            if study is None:
+                return False
+            return current_budget(study, self.share, self.whole).remaining_s() <= 0
+
+    return ShareStopper
+
+
 @dataclass(frozen=True)
 class RayTrials:
     """Everything the Ray backend needs from its search; ``run`` runs Tune until time or the cap."""
@@ -322,8 +338,9 @@ class RayTrials:
     data: TensorData
     tracker: Tracker
     parent_id: str
-    budget: Budget
+    budget: Budget  # the proxy phase's share
     emit: EventHandler
+    whole_budget: Budget | None = None  # the command's: what a first trial may use if the share is gone
 
     def run(self) -> None:
         from ray import tune
@@ -333,16 +350,19 @@ class RayTrials:
         epochs = config.proxy.epochs
         previous = len(self.study.trials)
         # Stopping Tune's trials and shutting Ray down take seconds the local backend does not need.
-        budget = Budget(self.budget.total_s - RAY_TEARDOWN_S, self.budget.started_at)
+        share = Budget(self.budget.total_s - RAY_TEARDOWN_S, self.budget.started_at)
+        whole_budget = self.whole_budget or self.budget
+        whole = Budget(whole_budget.total_s - RAY_TEARDOWN_S, whole_budget.started_at)
         searcher = make_searcher_class()(
             space=DefineSpace(config.space),
             metric="val_acc",
             mode="max",
-            sampler=optuna.samplers.TPESampler(seed=config.search.seed + previous),
+            sampler=make_sampler(config.search.sampler, config.search.seed + previous),
             study_name=self.study.study_name,
             storage=optuna.storages.RDBStorage(config.store.optuna_url),
             epochs=epochs,
-            budget=budget,
+            share=share,
+            whole=whole,
             trial_cap=config.search.trials,
         )
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=3)
@@ -351,7 +371,7 @@ class RayTrials:
         # Tune runs each trial in its own working directory: the store path must not be relative.
         absolute = replace(config, store=replace(config.store, path=config.store.path.resolve()))
         context = TrialContext(absolute, self.parent_id, self.study.study_name,
-                               deadline_unix=time.time() + budget.remaining_s())
+                               deadline_unix=time.time() + whole.remaining_s())
         trainable = tune.with_parameters(proxy_trainable, context=context, data=self.data.to("cpu"))
         resources = {"cpu": config.ray.cpus_per_trial, "gpu": config.ray.gpus_per_trial}
         tuner = tune.Tuner(
@@ -363,7 +383,7 @@ class RayTrials:
                 scheduler=scheduler,
                 num_samples=-1,
                 max_concurrent_trials=config.ray.max_concurrent,
-                time_budget_s=max(1.0, budget.remaining_s()),
+                time_budget_s=max(1.0, whole.remaining_s()),
                 reuse_actors=True,  # one worker process per slot: torch is imported once, not per trial
             ),
             run_config=tune.RunConfig(
@@ -371,6 +391,7 @@ class RayTrials:
                 storage_path=str((config.store.path / "ray_results").resolve()),
                 verbose=0,
                 callbacks=[make_callback_class()(self.tracker, self.study, searcher, self.emit, epochs)],
+                stop=make_stopper_class()(self.study, share, whole),
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             ),
         )

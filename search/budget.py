@@ -1,0 +1,67 @@
+"""The wall-clock budget of a command, and the one test every phase and backend applies to it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.train import EpochMetrics, StopTraining
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Wall-clock budget of one command, counted from ``started_at`` (time.monotonic())."""
+
+    total_s: float
+    started_at: float
+
+    @property
+    def reserve_s(self) -> float:
+        # Kept back for closing the study: results table, artifacts, run status.
+        return min(5.0, 0.03 * self.total_s)
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def remaining_s(self) -> float:
+        """Seconds left for work."""
+        return self.total_s - self.reserve_s - self.elapsed_s()
+
+    def first(self, fraction: float) -> Budget:
+        """The budget of a first phase that ends after ``fraction`` of this one.
+
+        Example:
+            >>> Budget(100.0, 0.0).first(0.6).total_s
+            60.0
+        """
+        return Budget(self.total_s * fraction, self.started_at)
+
+
+class BudgetExhausted(StopTraining):
+    """Raised from a trial's epoch callback when its next epoch would overrun the budget."""
+
+
+def next_epoch_overruns(metrics: EpochMetrics, seconds_left: float, growth: float = 1.0) -> bool:
+    """Whether an epoch like the last one (training and evaluation, times ``growth``) would end
+    after ``seconds_left``: the one budget test of every phase and backend."""
+    return (metrics.epoch_time_s + metrics.eval_time_s) * growth > seconds_left
+
+
+def expected_trial_s(trials: list[FrozenTrial]) -> float:
+    """The longest finished trial so far: a new trial is only started if this much is left."""
+    durations = [
+        t.user_attrs["seconds"] for t in trials if t.state == TrialState.COMPLETE and "seconds" in t.user_attrs
+    ]
+    return max(durations, default=0.0)
+
+
+def current_budget(study: optuna.Study, share: Budget, whole: Budget | None) -> Budget:
+    """The budget a search phase works to: its ``share`` once the study has a complete trial,
+    the ``whole`` command's before (a search that ends with no result is worth nothing: slow
+    start-up, a short budget). The one rule of both backends."""
+    if whole is None or study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return share
+    return whole

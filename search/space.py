@@ -1,0 +1,75 @@
+"""The search space as Optuna sees it: from a trial to a candidate, the first trial, what a trial records."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import optuna
+
+from search.config import ModelConfig, SpaceConfig
+from search.data import TensorData
+from search.proxy import Candidate, build_model
+
+
+def suggest_candidate(trial: optuna.Trial, space: SpaceConfig) -> Candidate:
+    """Ask Optuna for one candidate; width ranges are ordinal (suggest_int with a step)."""
+    widths = []
+    for layer in range(space.layers):
+        name = f"width_{layer + 1}"
+        if space.categorical:
+            widths.append(int(trial.suggest_categorical(name, list(space.choices(layer)))))
+        else:
+            widths.append(trial.suggest_int(name, space.width_min, space.width_max, step=space.width_step))
+    if len(space.frozen_layers) == 1:
+        frozen = space.frozen_layers[0]
+    else:
+        frozen = int(trial.suggest_categorical("frozen_layers", list(space.frozen_layers)))
+    return Candidate(tuple(widths), frozen)
+
+
+def starting_params(space: SpaceConfig) -> dict[str, Any]:
+    """The first trial of a new study: the middle width of each layer's choices and the fewest
+    frozen layers offered. A cheap, sensible profile, so a search of any budget has a result.
+
+    Example:
+        >>> starting_params(SpaceConfig(layers=2))
+        {'width_1': 16, 'width_2': 16}
+    """
+    params: dict[str, Any] = {}
+    for layer in range(space.layers):
+        choices = space.choices(layer)
+        params[f"width_{layer + 1}"] = choices[(len(choices) - 1) // 2]
+    if len(space.frozen_layers) > 1:
+        params["frozen_layers"] = min(space.frozen_layers)
+    return params
+
+
+def trial_identity(candidate: Candidate, trained_params: int, frozen_params: int) -> dict[str, Any]:
+    """What every backend records of a trial, as MLflow params (with the seed) and Optuna user attributes."""
+    return {"widths": candidate.label, "frozen_layers": candidate.frozen_layers, "trained_params": trained_params,
+            "frozen_params": frozen_params}
+
+
+def candidate_from(params: dict[str, Any], space: SpaceConfig) -> Candidate:
+    """The candidate of a trial's parameters (as ``suggest_candidate`` named them).
+
+    Example:
+        >>> candidate_from({"width_1": 8, "width_2": 16}, SpaceConfig(layers=2, frozen_layers=(1,)))
+        Candidate(widths=(8, 16), frozen_layers=1)
+    """
+    widths = tuple(int(params[f"width_{layer + 1}"]) for layer in range(space.layers))
+    return Candidate(widths, int(params.get("frozen_layers", space.frozen_layers[0])))
+
+
+def param_counts(candidate: Candidate, data: TensorData, model: ModelConfig) -> tuple[int, int]:
+    """Trained and frozen parameters of the candidate's network (built on one image, on the CPU)."""
+    net = build_model(candidate, replace(data, x_train=data.x_train[:1].cpu()), model, seed=0)
+    return net.trained_params(), net.frozen_params()
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """Optuna's TPE, or uniform random sampling (a baseline for the benchmarks)."""
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
