@@ -168,6 +168,15 @@ def fitting(estimates: Sequence[float], seconds: float) -> int:
     return count
 
 
+def planned_seconds(widths: tuple[int, ...], data: TensorData, config: Config) -> float:
+    """``estimate_full_s``, or 0 when even a few steps fail: the candidate's training then meets
+    the same error and records it as that candidate's failure, not the phase's."""
+    try:
+        return estimate_full_s(widths, data, config.model, config.full)
+    except Exception:
+        return 0.0
+
+
 def run_full_phase(
     config: Config,
     budget: Budget,
@@ -191,7 +200,7 @@ def run_full_phase(
         if trial.widths not in {p.widths for p in picked}:
             picked.append(trial)
     picked = picked[: config.search.top_k]
-    estimates = [estimate_full_s(trial.widths, data, config.model, config.full) for trial in picked]
+    estimates = [planned_seconds(trial.widths, data, config) for trial in picked]
     summaries: list[FullSummary] = []
     for index, trial in enumerate(picked):
         left = budget.remaining_s()

@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from models import format_widths
+from search.analysis import Analysis
 from search.backends.local import LocalTrials
 from search.budget import Budget
 from search.config import Config, ConfigError, from_mapping
@@ -32,9 +33,6 @@ from search.session import load_data, open_store, resolve_device
 from search.space import make_sampler, param_counts, starting_params
 from search.tracking import Tracker
 from search.train import EpochMetrics
-
-if TYPE_CHECKING:
-    from search.analysis import Analysis
 
 # Sections of the config that define a study; a resumed search takes them from the store.
 STUDY_SECTIONS = ("space", "model", "proxy", "data")

@@ -245,3 +245,19 @@ def test_a_ray_search_whose_share_ends_before_ray_starts_still_ends_with_an_answ
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     assert [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert "Top candidates" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_ray_trial_that_raises_is_failed_in_optuna_and_mlflow_and_the_search_ends(tmp_path: Path) -> None:
+    # Adam steps of 1e30 overflow in the first epoch: every trial raises before its first report.
+    result = run_cli(["run", "--backend", "ray", *TINY, "--lr", "1e30", "--trials", "2", "--budget", "90s"],
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    storage = f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    runs = tracker.descendants(study.user_attrs["mlflow_parent_run_id"])
+    assert len(runs) == 2 and all(r.info.status == "FAILED" for r in runs)
+    assert all("DivergedError" in r.data.tags["error"] and r.data.tags["state"] == "failed" for r in runs)

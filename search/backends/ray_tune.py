@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -173,6 +174,12 @@ def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
     except BudgetExhausted as stop:
         tracker.set_tags(run_id, {"stopped": str(stop)})
         return
+    except Exception as failure:  # recorded here, where the traceback is; Tune then reports the error
+        error = f"{type(failure).__name__}: {failure}"
+        tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
+        tracker.log_text(run_id, traceback.format_exc(), "error.txt")
+        tracker.end_run(run_id, "FAILED")
+        raise
     tracker.log_metrics(run_id, result.as_metrics())
 
 
@@ -237,6 +244,11 @@ def make_searcher_class() -> type:
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             self.record(trial_id, result)
             trial = self._ot_trials.get(trial_id)
+            if trial is not None and error and trial_id not in self._completed_trials:
+                # OptunaSearch would record a trial that raised after reporting as COMPLETE with its last score.
+                self._ot_study.tell(trial, state=TrialState.FAIL)
+                self._completed_trials.add(trial_id)
+                return
             if trial is not None and not error and result and result.get("epoch", 0) < self.epochs:
                 # Stopped by ASHA or by the budget: pruned, as the local backend records it.
                 if trial_id not in self._completed_trials:
@@ -284,7 +296,10 @@ def make_callback_class() -> type:
             run_id = result.get("mlflow_run_id")
             if run_id is not None:
                 if error is not None:
-                    self.tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
+                    # A trial that raised tagged its run with its error; a lost worker did not.
+                    if "error" not in self.tracker.get_run(run_id).data.tags:
+                        self.tracker.set_tags(run_id, {"error": error[:5000]})
+                    self.tracker.set_tags(run_id, {"state": "failed"})
                     self.tracker.end_run(run_id, "FAILED")
                 elif result.get("epoch", 0) < self.epochs:
                     self.tracker.set_tags(run_id, {"state": "pruned"})
