@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
@@ -43,6 +44,13 @@ def tiny_config(store: Path, **search: object) -> Config:
                                **search}),
         store=StoreConfig(path=store),
     ).validate()
+
+
+def load_only_study(store: Path) -> optuna.Study:
+    """The one study in a store's Optuna database."""
+    storage = f"sqlite:///{(store / 'optuna.db').resolve()}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

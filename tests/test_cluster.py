@@ -17,11 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, load_only_study, run_cli
 from search.tracking import Tracker
 
 BIN = Path(sys.executable).parent
@@ -109,9 +108,7 @@ def test_a_search_on_a_ray_cluster_keeps_the_local_layout(tmp_path: Path, ray_he
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Top candidates" in result.stdout
 
-    storage = f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study = load_only_study(tmp_path / "runs")
     trials = study.get_trials()
     assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
     assert all(len(t.user_attrs["widths"].split("-")) == 2 and t.user_attrs["trained_params"] > 0 for t in trials)
@@ -213,9 +210,7 @@ def test_a_ray_search_keeps_the_budget_and_records_asha_stops_as_pruned(tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     assert elapsed <= 1.1 * budget_s, f"took {elapsed:.1f} s for a {budget_s} s budget"
 
-    storage = f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study = load_only_study(tmp_path / "runs")
     trials = study.get_trials()
     assert len(trials) >= 2 and not [t for t in trials if t.state == TrialState.RUNNING]
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
@@ -240,9 +235,7 @@ def test_a_ray_search_whose_share_ends_before_ray_starts_still_ends_with_an_answ
     elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-3000:]
     assert elapsed <= 1.1 * budget_s, f"took {elapsed:.1f} s for a {budget_s} s budget"
-    storage = f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study = load_only_study(tmp_path / "runs")
     assert [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert "Top candidates" in result.stdout
 
@@ -253,9 +246,7 @@ def test_a_ray_trial_that_raises_is_failed_in_optuna_and_mlflow_and_the_search_e
     result = run_cli(["run", "--backend", "ray", *TINY, "--lr", "1e30", "--trials", "2", "--budget", "90s"],
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    storage = f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study = load_only_study(tmp_path / "runs")
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     runs = tracker.descendants(study.user_attrs["mlflow_parent_run_id"])

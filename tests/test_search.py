@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 import search.study
-from conftest import ROOT, TINY_FLAGS, run_cli, tiny_config
+from conftest import ROOT, TINY_FLAGS, load_only_study, run_cli, tiny_config
 from search.budget import Budget
 from search.data import load
 from search.proxy import Candidate, score_candidate
@@ -36,12 +36,6 @@ def study_exists(db: Path) -> bool:
             return connection.execute("SELECT count(*) FROM studies").fetchone()[0] > 0
     except sqlite3.Error:
         return False
-
-
-def load_only_study(store: Path) -> optuna.Study:
-    storage = f"sqlite:///{(store / 'optuna.db').resolve()}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
 @pytest.mark.slow
