@@ -106,11 +106,12 @@ def run_dataset(dataset: str, budget_s: float, seeds: int, store: Path) -> None:
     cache = FullTrainingCache(store / "full_cache.json")
     outcomes: dict[str, list[Outcome]] = {m.label: [] for m in METHODS}
     for seed in range(seeds):
+        data = datasets.load(DataConfig(dataset=dataset), seed=seed)  # what each search of this seed trains on
         for method in METHODS:  # methods in turns, so drift of the machine hits all alike
             config = configure(method, dataset, budget_s, seed, store / dataset)
             result = run_search(config, Budget(config.search.budget_s, time.monotonic()))
             widths, trials, found_s = winner_of(config, result.study_name)
-            acc, params = full_accuracy(config, widths, datasets.load(config.data, seed=seed), cache)
+            acc, params = full_accuracy(config, widths, data, cache)
             outcomes[method.label].append(Outcome(widths, trials, found_s, acc, params))
             print(f"  {dataset} seed {seed} {method.label:<36} {result.elapsed_s:5.1f} s  {trials:3d} trials  "
                   f"winner {format_widths(widths):<16} full {acc:.4f}", flush=True)
