@@ -3,7 +3,7 @@
 Both train the same network from the same weights with Adam for the same epochs and
 evaluate once per epoch. Target: ratio <= 1.05.
 
-    python benchmarks/loop_overhead.py [--epochs 3] [--repeats 5]
+    python -m benchmarks.loop_overhead [--epochs 3] [--repeats 5] [--device cuda]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from benchmarks.common import interleaved_medians
 from models import ConvNet
 from search.data import load_digits
+from search.session import resolve_device
 from search.train import TrainSettings, fit
 
 BATCH = 128
@@ -46,10 +47,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
 
-    data = load_digits()
-    template = ConvNet((10, 20, 64, 64, 128), data.in_channels, data.image_size, data.num_classes, seed=0)
+    device = resolve_device(args.device)
+    data = load_digits().to(device)
+    template = ConvNet((10, 20, 64, 64, 128), data.in_channels, data.image_size, data.num_classes, seed=0).to(device)
     settings = TrainSettings(epochs=args.epochs, batch_size=BATCH, lr=2e-3)
     x, y, xv, yv = data.x_train, data.y_train, data.x_val, data.y_val
     seconds = interleaved_medians(
@@ -60,7 +63,7 @@ def main() -> None:
         args.repeats,
     )
     print(f"digits, 10-20-64-64-128, {args.epochs} epochs, median of {args.repeats}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, {device}")
     print(f"ours {seconds['ours']:.3f} s  bare {seconds['bare']:.3f} s  ratio {seconds['ours'] / seconds['bare']:.3f}")
 
 

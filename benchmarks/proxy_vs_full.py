@@ -4,7 +4,7 @@ The proxy freezes the lower 3 of 5 conv layers at random init, computes their ou
 once (counted in its time) and trains the top; full training trains all 5 layers.
 Target on the 2-core CPU: ratio <= 0.2.
 
-    python benchmarks/proxy_vs_full.py [--epochs 4] [--repeats 3] [--dataset digits]
+    python -m benchmarks.proxy_vs_full [--epochs 4] [--repeats 3] [--dataset digits] [--device cuda --amp]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from benchmarks.common import interleaved_medians
 from search.config import DataConfig, ModelConfig, ProxyConfig
 from search.data import load
 from search.proxy import Candidate, build_model, score_candidate
+from search.session import resolve_device
 
 PROFILES = [(10, 20, 64, 64, 128), (64, 64, 64, 64, 64), (128, 96, 64, 48, 32)]
 FROZEN = 3
@@ -37,13 +38,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
     args = parser.parse_args()
 
-    data = load(DataConfig(dataset=args.dataset))
-    proxy = ProxyConfig(epochs=args.epochs)
+    data = load(DataConfig(dataset=args.dataset)).to(resolve_device(args.device))
+    proxy = ProxyConfig(epochs=args.epochs, amp=args.amp)
     model = ModelConfig()
     print(f"{args.dataset}: {len(data.y_train)} train images, {args.epochs} epochs, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}{' amp' if args.amp else ''}")
     print(f"{'widths':<20} {'proxy s':>8} {'full s':>8} {'ratio':>6} {'top MACs':>8} {'proxy acc':>9} {'full acc':>8}")
     for widths in PROFILES:
         scores: dict[str, float] = {}

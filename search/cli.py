@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from search.config import (
+    COSTS,
     DATASETS,
     DEVICES,
     PRUNERS,
@@ -77,9 +78,25 @@ def build_parser() -> Parser:
     group = add_proxy_arguments(run)
     group.add_argument("--scorer", metavar="NAME", help=f"what scores a trial: one of {', '.join(SCORERS)} "
                        "(default proxy; see search validate)")
+    group = run.add_argument_group("objective and limits")
+    group.add_argument("--objective", metavar="NAME", help="accuracy (default: the most accurate profile) or "
+                       "pareto (accuracy up and --cost down: the result is the Pareto front)")
+    group.add_argument("--cost", metavar="NAME", help=f"cost of --objective pareto: one of {', '.join(COSTS)} "
+                       "(default params: all layers' parameters; macs: multiply-adds per image; latency: median "
+                       "ms of a forward pass of --latency-batch images on the trial's device)")
+    group.add_argument("--max-params", type=int, metavar="N", help="never train a profile with more parameters")
+    group.add_argument("--max-macs", type=int, metavar="N", help="never train a profile with more multiply-adds "
+                       "per image")
+    group.add_argument("--max-latency-ms", type=float, metavar="T", help="never train a profile slower than T ms "
+                       "per batch")
+    group.add_argument("--latency-batch", type=int, metavar="B", help="images per timed batch (default 64)")
     group = run.add_argument_group("full training (second phase)")
+    group.add_argument("--slim", action="store_true", default=None, help="then remove the winner's lazy kernels, "
+                       "fine-tune (--fine-tune-epochs) and report the slimmer network (see search slim)")
+    group.add_argument("--fine-tune-epochs", type=int, metavar="E", help="fine-tuning epochs of --slim (default 4)")
     group.add_argument("--top-k", type=int, metavar="K", help="train the K best proxy candidates in full "
-                       "(default 3; 0 skips the phase)")
+                       "(default 3; 0 skips the phase); with --objective pareto the K front members that span "
+                       "it: the most accurate, the cheapest within 1 point of it, the knee, ...")
     group.add_argument("--full-fraction", type=float, metavar="F", help="share of the budget kept for full "
                        "training, e.g. 0.4 (default); 0 skips the phase")
     add_full_arguments(run, group)
@@ -152,15 +169,25 @@ def build_parser() -> Parser:
         description="Load the weights logged by a full-training run (search train, or a 'full-*' run of "
         "search run) and write its kernel statistics and pictures to a folder.",
     )
-    inspect.add_argument("run_id", metavar="RUN_ID", help="the MLflow run that holds model/model.pt")
-    add_store_arguments(inspect, tracking=True)
+    add_logged_model_arguments(inspect)
     inspect.add_argument("--out", type=Path, metavar="DIR", help="where to write (default STORE/inspect/RUN_ID)")
-    inspect.add_argument("--data-dir", type=Path, metavar="DIR", help="where the run's torchvision dataset lives "
-                         "on this machine, if not where it was trained")
-    inspect.add_argument("--lazy-threshold", type=float, metavar="A", help="lazy-kernel threshold (default: the "
-                         "run's, else 0.005)")
     inspect.add_argument("--analysis-images", type=int, metavar="N", help="validation images for the ablations "
                          "(default 512)")
+
+    slim = commands.add_parser(
+        "slim",
+        help="remove a trained model's lazy kernels and fine-tune: the learned widths as a network",
+        description="Load the weights logged by a full-training run, remove the kernels the kernel analysis calls "
+        "lazy (at least one stays per layer), fine-tune briefly at half the full recipe's rate, and "
+        "report parameters, multiply-adds, latency and validation accuracy before and after. A child MLflow run "
+        "of RUN_ID holds the slimmed weights.",
+    )
+    add_logged_model_arguments(slim)
+    slim.add_argument("--fine-tune-epochs", type=int, metavar="E", help="epochs of fine-tuning (default 4)")
+    slim.add_argument("--fine-tune-lr", type=float, metavar="LR", help="learning rate of the fine-tuning "
+                      "(default: half the full recipe's --lr)")
+    slim.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
+    add_config_argument(slim)
 
     submit = commands.add_parser(
         "submit",
@@ -255,6 +282,27 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see search run --help)")
 
 
+def add_logged_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """RUN_ID, the store and where its data lives, for the commands that load a logged model."""
+    parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run that holds model/model.pt")
+    add_store_arguments(parser, tracking=True)
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the run's torchvision dataset lives "
+                        "on this machine, if not where it was trained")
+    parser.add_argument("--lazy-threshold", type=float, metavar="A", help="lazy-kernel threshold (default: the "
+                        "run's, else 0.005)")
+
+
+def logged_model_store(args: argparse.Namespace) -> StoreConfig:
+    """The store a logged-model command reads, checked: it exists, its server answers, the threshold is sane."""
+    store = StoreConfig(path=args.store or StoreConfig().path, tracking_uri=args.tracking_uri)
+    if store.tracking_uri is None and not (store.path / "mlflow.db").is_file():
+        fail(f"no tracking store in {str(store.path)!r}; pass --store or --tracking-uri")
+    require_tracking_server(store.tracking_uri)
+    if args.lazy_threshold is not None and not 0 <= args.lazy_threshold <= 1:
+        fail(f"lazy threshold {args.lazy_threshold!r} must be an accuracy change in [0, 1]")
+    return store
+
+
 def add_machine_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
     """--seed, --device, --store and --tracking-uri, for the commands that train."""
     parser.add_argument("--seed", type=int, help=seed_help)
@@ -281,7 +329,9 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "sampler": args.sampler,
                    "device": args.device,
                    "top_k": args.top_k, "full_fraction": args.full_fraction, "scorer": args.scorer,
-                   "backend": args.backend},
+                   "backend": args.backend, "objective": args.objective, "cost": args.cost,
+                   "max_params": args.max_params, "max_macs": args.max_macs, "max_latency_ms": args.max_latency_ms,
+                   "latency_batch": args.latency_batch, "slim": args.slim},
         "fidelity": {"candidates": args.candidates, "bootstrap": args.bootstrap, "full_seeds": args.full_seeds,
                      "scorers": tuple(v.strip() for v in args.scorers.split(",") if v.strip())
                      if args.scorers is not None else None},
@@ -300,7 +350,8 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         "full": {"mode": args.progressive, "stages": args.stages, "epochs_per_stage": args.epochs_per_stage,
                  "augment": args.augment, "batch_size": args.batch_size, "lr": args.lr,
                  "lazy_threshold": args.lazy_threshold, "analysis_images": args.analysis_images,
-                 "warmup_epochs": args.warmup_epochs, "amp": args.amp, "decay": args.decay},
+                 "warmup_epochs": args.warmup_epochs, "amp": args.amp, "decay": args.decay,
+                 "fine_tune_epochs": args.fine_tune_epochs},
         "model": {"max_kernel_norm": args.max_kernel_norm, "max_column_norm": args.max_column_norm},
         "store": {"path": args.store, "tracking_uri": args.tracking_uri, "resume": args.resume,
                   "study_name": args.study},
@@ -350,7 +401,8 @@ FLAG_NAMES = (
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "scorers", "bootstrap", "full_seeds", "backend", "address",
-    "cpus_per_trial", "gpus_per_trial", "max_concurrent", "amp",
+    "cpus_per_trial", "gpus_per_trial", "max_concurrent", "amp", "objective", "cost", "max_params", "max_macs",
+    "max_latency_ms", "latency_batch", "slim", "fine_tune_epochs", "fine_tune_lr",
 )
 
 
@@ -461,13 +513,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    store = StoreConfig(path=args.store or StoreConfig().path, tracking_uri=args.tracking_uri)
-    if store.tracking_uri is None and not (store.path / "mlflow.db").is_file():
-        fail(f"no tracking store in {str(store.path)!r}; pass --store or --tracking-uri")
-    require_tracking_server(store.tracking_uri)
+    store = logged_model_store(args)
     out = args.out or store.path / "inspect" / args.run_id
-    if args.lazy_threshold is not None and not 0 <= args.lazy_threshold <= 1:
-        fail(f"lazy threshold {args.lazy_threshold!r} must be an accuracy change in [0, 1]")
     if args.analysis_images is not None and args.analysis_images < 1:
         fail(f"analysis images {args.analysis_images!r} is not a positive integer")
     from models import format_widths
@@ -479,6 +526,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     console.print(layers_table(analysis))
     console.print(f"learned widths {format_widths(analysis.learned_widths)} "
                   f"(searched {format_widths(analysis.widths)}); statistics and pictures in {out}/")
+    return 0
+
+
+def cmd_slim(args: argparse.Namespace) -> int:
+    store = logged_model_store(args)
+    config = config_from_args(args)
+    if args.fine_tune_lr is not None and not args.fine_tune_lr > 0:
+        fail(f"fine-tune learning rate {args.fine_tune_lr!r} must be positive")
+    from search.progress import console, slim_table
+    from search.session import resolve_device
+    from search.slim import slim_run
+
+    quiet_libraries()
+    report = slim_run(store, args.run_id, config.full, config.full.fine_tune_epochs, args.fine_tune_lr,
+                      resolve_device(config.search.device), args.data_dir, args.lazy_threshold)
+    console.print(slim_table(report))
+    console.print(f"slimmed weights in run {report.run_id} (a child of {args.run_id})")
     return 0
 
 
@@ -543,17 +607,28 @@ def runs_page(database: Path, port: int) -> str:
 
 
 def print_result(result: SearchResult, progress: object) -> None:
-    from search.progress import console, full_table, results_table
+    from search.progress import console, full_table, pareto_table, results_table, slim_table
 
-    console.print(results_table(result))
+    console.print(pareto_table(result) if result.objective == "pareto" else results_table(result))
+    if result.best is None:
+        partial = max((t for t in result.trials if t.reached is not None), key=lambda t: t.reached or 0.0,
+                      default=None)
+        hint = f"; the best partial one: trial {partial.number}, {partial.label}, reached {partial.reached:.4f}" \
+            if partial is not None else ""
+        advice = "every trial failed (the errors are above and on their MLflow runs)" \
+            if result.trials and result.count("FAIL") == len(result.trials) else "give the search more time (--budget)"
+        console.print(f"[bold]No trial completed[/]{hint}: {advice}.")
     if result.full:
         console.print(full_table(result))
         winner = result.winner
         if winner is not None:
             console.print(f"Winner (* above): [bold]{winner.label}[/], full val_acc {winner.val_acc:.4f}, "
                           f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}")
+    if result.slim is not None:
+        console.print(slim_table(result.slim))
     console.print(
-        f"{result.count('COMPLETE')} complete, {result.count('PRUNED')} pruned, {result.count('FAIL')} failed "
+        f"{result.count('COMPLETE')} complete, {result.count('PRUNED')} pruned, {result.count('FAIL')} failed"
+        f"{f', {rejected} rejected (over a limit)' if (rejected := result.count('REJECTED')) else ''} "
         f"in {result.elapsed_s:.0f} s. Study [bold]{result.study_name}[/] in {result.store}/"
     )
     if result.tracking_uri == StoreConfig(path=result.store).mlflow_uri:  # the store's own, which search ui opens
@@ -588,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(args)
         if args.command == "submit":
             return cmd_submit(args)
+        if args.command == "slim":
+            return cmd_slim(args)
         if args.command == "jobs":
             return cmd_jobs(args)
         return cmd_ui(args)

@@ -28,6 +28,8 @@ DATASETS = ("digits", "textures", "synthetic", "cifar10", "mnist", "fashion-mnis
 TORCHVISION_DATASETS = ("cifar10", "mnist", "fashion-mnist")
 PRUNERS = ("hyperband", "median", "none")
 SAMPLERS = ("tpe", "random")
+OBJECTIVES = ("accuracy", "pareto")
+COSTS = ("params", "macs", "latency")  # search/cost.py
 DEVICES = ("auto", "cpu", "cuda")
 WIDEN_CHOICES = ("partial", "net2net", "none")
 DECAYS = ("cosine", "constant")
@@ -120,6 +122,9 @@ class FullTrainConfig:
     # lazy when zeroing it changes validation accuracy by less than lazy_threshold.
     analysis_images: int = 512
     lazy_threshold: float = 0.005
+    # search slim / search run --slim: epochs of fine-tuning after the lazy kernels are removed
+    # (at half the peak lr; benchmarks/slim_vs_scratch.py).
+    fine_tune_epochs: int = 4
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,15 @@ class SearchConfig:
     # the last full_fraction of the budget; top_k = 0 or full_fraction = 0 skips it.
     top_k: int = 3
     full_fraction: float = 0.4
+    # accuracy: maximise the score; pareto: accuracy up and ``cost`` down (Optuna multi-objective).
+    objective: str = "accuracy"
+    cost: str = "params"  # the cost of the pareto objective: params (total), macs or latency
+    # Limits that hold for every objective: a candidate over one is rejected before any training.
+    max_params: int | None = None
+    max_macs: int | None = None
+    max_latency_ms: float | None = None
+    latency_batch: int = 64  # images per timed forward pass of the latency measurement
+    slim: bool = False  # after full training, remove the winner's lazy kernels and fine-tune (search/slim.py)
 
     @property
     def full_phase(self) -> bool:
@@ -409,6 +423,8 @@ def _validate_full(full: FullTrainConfig) -> None:
     if not full.warmup_epochs >= 0:
         raise ConfigError(f"warm-up epochs {full.warmup_epochs!r} must not be negative")
     _require_positive_int(full.analysis_images, "analysis images")
+    if not isinstance(full.fine_tune_epochs, int) or full.fine_tune_epochs < 0:
+        raise ConfigError(f"fine-tune epochs {full.fine_tune_epochs!r} must be a non-negative integer")
     if not 0 <= full.lazy_threshold <= 1:
         raise ConfigError(f"lazy threshold {full.lazy_threshold!r} must be an accuracy change in [0, 1]")
 
@@ -456,6 +472,19 @@ def _validate_search(search: SearchConfig) -> None:
         raise ConfigError(f"top-k {search.top_k!r} must be a non-negative integer")
     if not 0 <= search.full_fraction < 1:
         raise ConfigError(f"full fraction {search.full_fraction!r} must be in [0, 1)")
+    if search.objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {search.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    if search.cost not in COSTS:
+        raise ConfigError(f"unknown cost {search.cost!r}; choose one of {', '.join(COSTS)}")
+    if search.objective == "pareto" and search.scorer != "proxy":
+        raise ConfigError(f"--objective pareto trades the proxy's accuracy against cost; scorer {search.scorer!r} "
+                          "gives no accuracy")
+    for name in ("max_params", "max_macs"):
+        if getattr(search, name) is not None:
+            _require_positive_int(getattr(search, name), name.replace("_", " "))
+    if search.max_latency_ms is not None and not search.max_latency_ms > 0:
+        raise ConfigError(f"max latency {search.max_latency_ms!r} ms must be more than zero")
+    _require_positive_int(search.latency_batch, "latency batch")
 
 
 def _validate_ray(ray: RayConfig) -> None:

@@ -247,19 +247,20 @@ def run_full_phase(
     return summaries
 
 
-def inspect_run(
-    store: StoreConfig,
-    run_id: str,
-    out: Path,
-    data_dir: Path | None = None,
-    images: int | None = None,
-    threshold: float | None = None,
-) -> Analysis:
-    """Statistics and pictures of the model logged by ``run_id``, written to ``out``.
+@dataclass(frozen=True)
+class LoggedModel:
+    """A full-training run's model as logged, with the data it was trained on."""
 
-    The run's validation set is loaded from the data settings stored in the checkpoint
-    (``data_dir`` overrides where a torchvision dataset lives).
-    """
+    tracker: Tracker
+    run: Any  # mlflow.entities.Run
+    model: ConvNet
+    meta: dict[str, Any]
+    data: TensorData
+
+
+def load_logged_model(store: StoreConfig, run_id: str, data_dir: Path | None = None) -> LoggedModel:
+    """The model logged by ``run_id`` (``model/model.pt``) and its dataset, loaded from the data
+    settings stored in the checkpoint (``data_dir`` overrides where a torchvision dataset lives)."""
     from mlflow.exceptions import MlflowException
 
     from search import data as datasets
@@ -281,9 +282,22 @@ def inspect_run(
         data_settings["data_dir"] = str(data_dir)
     config = from_mapping({"data": data_settings}).validate()
     data = datasets.load(config.data, seed=int(meta["seed"]))
+    return LoggedModel(tracker, run, model, meta, data)
+
+
+def inspect_run(
+    store: StoreConfig,
+    run_id: str,
+    out: Path,
+    data_dir: Path | None = None,
+    images: int | None = None,
+    threshold: float | None = None,
+) -> Analysis:
+    """Statistics and pictures of the model logged by ``run_id``, written to ``out``."""
+    logged = load_logged_model(store, run_id, data_dir)
     if threshold is None:
-        threshold = float(run.data.params.get("lazy_threshold", DEFAULT_THRESHOLD))
-    analysis = analyse(model, data, images or DEFAULT_IMAGES, threshold)
+        threshold = float(logged.run.data.params.get("lazy_threshold", DEFAULT_THRESHOLD))
+    analysis = analyse(logged.model, logged.data, images or DEFAULT_IMAGES, threshold)
     assert analysis is not None  # no time limit
-    write_analysis(model, analysis, data, out)
+    write_analysis(logged.model, analysis, logged.data, out)
     return analysis

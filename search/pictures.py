@@ -209,12 +209,46 @@ def searched_vs_learned(full: Sequence[FullSummary], path: Path) -> Path:
     return _save(figure, path)
 
 
+COST_LABELS = {"params": "parameters (all layers)", "macs": "multiply-adds per image",
+               "latency": "latency (ms per batch)"}
+
+
+def pareto_picture(trials: Sequence[TrialSummary], front: Sequence[TrialSummary], full: Sequence[FullSummary],
+                   cost: str, path: Path) -> Path:
+    """Proxy accuracy against cost: every trial grey (pruned ones at the accuracy they had
+    reached), the front in colour joined by its steps, the fully trained members ringed."""
+    figure = Figure(figsize=(5.5, 3.6))
+    axes = figure.add_subplot()
+    shown = [t for t in trials if t.reached is not None and t.cost(cost) is not None]
+    if shown:
+        axes.scatter([t.cost(cost) for t in shown], [t.reached for t in shown], s=14, c="0.7", label="trials")
+    if front:
+        axes.step([t.cost(cost) for t in front], [t.score for t in front], where="post", c="tab:blue", lw=1)
+        axes.scatter([t.cost(cost) for t in front], [t.score for t in front], s=24, c="tab:blue",
+                     label="Pareto front", zorder=3)
+    numbers = {f.trial for f in full}
+    ringed = [t for t in front if t.number in numbers]
+    if ringed:
+        axes.scatter([t.cost(cost) for t in ringed], [t.score for t in ringed], s=110, facecolors="none",
+                     edgecolors="tab:red", label="trained in full", zorder=4)
+    axes.set_xscale("log")
+    axes.set_xlabel(COST_LABELS[cost])
+    axes.set_ylabel("proxy val_acc")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7)
+    axes.set_title(f"{len(trials)} trials, {len(front)} on the front", fontsize=9)
+    return _save(figure, path)
+
+
 def search_comparison(trials: Sequence[TrialSummary], full: Sequence[FullSummary], scorer: str,
-                      folder: Path) -> list[Path]:
-    """The parent run's pictures: score against size, epoch times, searched vs learned widths."""
+                      folder: Path, front: Sequence[TrialSummary] | None = None, cost: str = "params") -> list[Path]:
+    """The parent run's pictures: score against size, epoch times, searched vs learned widths,
+    and for a pareto search the front."""
     folder.mkdir(parents=True, exist_ok=True)
     written = [trial_scores(trials, full, scorer, folder / "trial_scores.png"),
                epoch_times(trials, full, folder / "epoch_times.png")]
+    if front is not None:
+        written.append(pareto_picture(trials, front, full, cost, folder / "pareto.png"))
     if full:
         written.append(searched_vs_learned(full, folder / "widths.png"))
     return written

@@ -22,7 +22,7 @@ from search.events import (
     TrialEnded,
     TrialStarted,
 )
-from search.results import SearchResult, TrialSummary
+from search.results import SearchResult, SlimReport, TrialSummary
 from search.validate import SweepRow, ValidationResult, seeds_needed
 
 console = Console(highlight=False)
@@ -104,6 +104,8 @@ class SearchProgress:
             self.best = event.best
             t = event.summary
             outcome = f"score {score_text(t.score)}" if t.score is not None else t.state.lower()
+            if t.rejected:
+                outcome += f": {t.rejected}"
             if event.error:
                 outcome += f" ({event.error})"
             console.print(
@@ -163,6 +165,43 @@ def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
             f"{trial.trained_params:,}" if trial.trained_params is not None else "",
             f"{trial.seconds:.1f}" if trial.seconds is not None else "",
         )
+    return table
+
+
+def pareto_table(result: SearchResult) -> Table:
+    """The front of a pareto search, cheapest first, with every cost and how far each was trained."""
+    from search.pareto import pareto_front
+
+    table = Table(title=f"Pareto front of {result.study_name}: proxy accuracy against {result.cost}",
+                  caption="params: all layers', MACs: multiply-adds per image, ms: latency of one batch, "
+                  "full: validation accuracy after full training")
+    for column in ("trial", "widths", "proxy", "params", "MACs", "ms", "full"):
+        table.add_column(column, justify="left" if column == "widths" else "right", no_wrap=True)
+    trained = {f.trial: f for f in result.full}
+    for member in pareto_front(result.trials, result.cost):
+        done = trained.get(member.number)
+        table.add_row(
+            str(member.number),
+            member.label,
+            score_text(member.score),
+            f"{member.total_params:,}" if member.total_params is not None else "",
+            f"{member.macs:,}" if member.macs is not None else "",
+            f"{member.latency_ms:.3g}" if member.latency_ms is not None else "",
+            f"{done.val_acc:.4f}" if done is not None and done.val_acc is not None else "",
+        )
+    return table
+
+
+def slim_table(report: SlimReport) -> Table:
+    """Searched against slimmed widths: the costs and the accuracy at each step of slimming."""
+    table = Table(title=f"Slimmed: lazy kernels removed, {report.epochs} epochs of fine-tuning at lr {report.lr:.3g}",
+                  caption="val_acc of the slimmed network right after the removal, then after fine-tuning")
+    for column in ("network", "widths", "params", "MACs", "ms", "val_acc"):
+        table.add_column(column, justify="left" if column in ("network", "widths") else "right", no_wrap=True)
+    table.add_row("trained", format_widths(report.widths), f"{report.params:,}", f"{report.macs:,}",
+                  f"{report.latency_ms:.3g}", f"{report.val_acc:.4f}")
+    table.add_row("slimmed", format_widths(report.slim_widths), f"{report.slim_params:,}", f"{report.slim_macs:,}",
+                  f"{report.slim_latency_ms:.3g}", f"{report.removed_acc:.4f} -> {report.tuned_acc:.4f}")
     return table
 
 

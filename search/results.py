@@ -19,7 +19,7 @@ from models import format_widths, parse_widths
 @dataclass(frozen=True)
 class TrialSummary:
     number: int
-    state: str  # COMPLETE, PRUNED, FAIL, RUNNING
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, REJECTED (over a limit: never trained)
     widths: tuple[int, ...]  # () if the trial failed before it had a candidate
     frozen_layers: int
     score: float | None
@@ -29,27 +29,41 @@ class TrialSummary:
     run_id: str | None
     epoch_s: float | None = None  # mean seconds of one training epoch (the proxy's, or None for zero-cost)
     reached: float | None = None  # the last score reported: a pruned trial's too
+    total_params: int | None = None  # the cost of the candidate (search/cost.py)
+    macs: int | None = None
+    latency_ms: float | None = None
+    rejected: str | None = None  # why a candidate over a limit was never trained
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialSummary:
         attrs = trial.user_attrs
+        # A multi-objective trial has values (accuracy, cost) and no single value.
+        score = trial.values[0] if trial.state == TrialState.COMPLETE and trial.values else None
         return cls(
             number=trial.number,
-            state=trial.state.name,
+            state="REJECTED" if "rejected" in attrs else trial.state.name,
             widths=parse_widths(attrs.get("widths", "")),
             frozen_layers=int(attrs.get("frozen_layers", -1)),
-            score=trial.value if trial.state == TrialState.COMPLETE else None,
+            score=score,
             trained_params=attrs.get("trained_params"),
             frozen_params=attrs.get("frozen_params"),
             seconds=attrs.get("seconds"),
             run_id=attrs.get("mlflow_run_id"),
             epoch_s=attrs.get("epoch_s"),
-            reached=trial.value if trial.state == TrialState.COMPLETE else last_reported(trial),
+            reached=score if score is not None else last_reported(trial),
+            total_params=attrs.get("total_params"),
+            macs=attrs.get("macs"),
+            latency_ms=attrs.get("latency_ms"),
+            rejected=attrs.get("rejected"),
         )
 
     @property
     def label(self) -> str:
         return format_widths(self.widths)
+
+    def cost(self, name: str) -> float | None:
+        """The cost an objective names: ``params`` (total), ``macs`` or ``latency`` (ms)."""
+        return {"params": self.total_params, "macs": self.macs, "latency": self.latency_ms}[name]
 
     def row(self) -> dict[str, Any]:
         """The summary as one row of a logged table (widths as text)."""
@@ -57,9 +71,11 @@ class TrialSummary:
 
 
 def last_reported(trial: FrozenTrial) -> float | None:
-    """The value at the trial's last reported step (None if it reported nothing)."""
+    """The value at the trial's last reported step (None if it reported nothing); a
+    multi-objective trial keeps its accuracy per epoch in the user attribute ``curve``."""
     if not trial.intermediate_values:
-        return None
+        curve = trial.user_attrs.get("curve")
+        return curve[-1] if curve else None
     return trial.intermediate_values[max(trial.intermediate_values)]
 
 
@@ -102,6 +118,39 @@ class FullSummary:
                 "stage_epoch_s": ",".join(f"{s:.4g}" for s in self.stage_epoch_s)}
 
 
+def best_full(full: Iterable[FullSummary]) -> FullSummary | None:
+    """The winner: the best full accuracy, preferring candidates whose training completed."""
+    trained = [f for f in full if f.val_acc is not None]
+    return max(trained, key=lambda f: (f.state == "COMPLETE", f.val_acc, -f.rank), default=None)
+
+
+@dataclass(frozen=True)
+class SlimReport:
+    widths: tuple[int, ...]  # the trained network's
+    slim_widths: tuple[int, ...]  # after removing the lazy kernels (at least one kept per layer)
+    params: int
+    slim_params: int
+    macs: int
+    slim_macs: int
+    latency_ms: float
+    slim_latency_ms: float
+    val_acc: float  # the trained network
+    removed_acc: float  # right after removing the lazy kernels, before fine-tuning
+    tuned_acc: float  # after fine-tuning
+    epochs: int  # fine-tuning epochs run
+    lr: float
+    seconds: float
+    run_id: str | None = None  # the child run that holds the slimmed weights
+
+    def metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in dataclasses.asdict(self).items()
+                if isinstance(v, int | float) and k not in ("epochs", "lr")}
+
+    def summary(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "widths": format_widths(self.widths),
+                "slim_widths": format_widths(self.slim_widths)}
+
+
 @dataclass(frozen=True)
 class SearchResult:
     study_name: str
@@ -112,12 +161,13 @@ class SearchResult:
     elapsed_s: float
     full: tuple[FullSummary, ...] = ()
     scorer: str = "proxy"
+    objective: str = "accuracy"
+    cost: str = "params"  # the pareto objective's cost
+    slim: SlimReport | None = None  # --slim: the winner with its lazy kernels removed
 
     @property
     def winner(self) -> FullSummary | None:
-        """The best full accuracy, preferring candidates whose training completed."""
-        trained = [f for f in self.full if f.val_acc is not None]
-        return max(trained, key=lambda f: (f.state == "COMPLETE", f.val_acc, -f.rank), default=None)
+        return best_full(self.full)
 
     def completed(self) -> list[TrialSummary]:
         return rank_completed(self.trials)

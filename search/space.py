@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import optuna
 
-from search.config import ModelConfig, SpaceConfig
-from search.data import TensorData
-from search.proxy import Candidate, build_model
+from search.config import SpaceConfig
+from search.cost import Cost
+from search.proxy import Candidate
 
 
 def suggest_candidate(trial: optuna.Trial, space: SpaceConfig) -> Candidate:
@@ -45,10 +44,19 @@ def starting_params(space: SpaceConfig) -> dict[str, Any]:
     return params
 
 
-def trial_identity(candidate: Candidate, trained_params: int, frozen_params: int) -> dict[str, Any]:
+def trial_identity(candidate: Candidate, cost: Cost) -> dict[str, Any]:
     """What every backend records of a trial, as MLflow params (with the seed) and Optuna user attributes."""
-    return {"widths": candidate.label, "frozen_layers": candidate.frozen_layers, "trained_params": trained_params,
-            "frozen_params": frozen_params}
+    return {"widths": candidate.label, "frozen_layers": candidate.frozen_layers, **cost.record()}
+
+
+def narrowest(space: SpaceConfig) -> Candidate:
+    """The cheapest candidate of the space: the smallest width of every layer.
+
+    Example:
+        >>> narrowest(SpaceConfig(layers=3, width_choices=(8, 4, 16), frozen_layers=(2, 1)))
+        Candidate(widths=(4, 4, 4), frozen_layers=1)
+    """
+    return Candidate(tuple(min(space.choices(layer)) for layer in range(space.layers)), min(space.frozen_layers))
 
 
 def candidate_from(params: dict[str, Any], space: SpaceConfig) -> Candidate:
@@ -60,12 +68,6 @@ def candidate_from(params: dict[str, Any], space: SpaceConfig) -> Candidate:
     """
     widths = tuple(int(params[f"width_{layer + 1}"]) for layer in range(space.layers))
     return Candidate(widths, int(params.get("frozen_layers", space.frozen_layers[0])))
-
-
-def param_counts(candidate: Candidate, data: TensorData, model: ModelConfig) -> tuple[int, int]:
-    """Trained and frozen parameters of the candidate's network (built on one image, on the CPU)."""
-    net = build_model(candidate, replace(data, x_train=data.x_train[:1].cpu()), model, seed=0)
-    return net.trained_params(), net.frozen_params()
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from models import format_widths
@@ -24,13 +25,16 @@ from search.analysis import Analysis
 from search.backends.local import LocalTrials
 from search.budget import Budget
 from search.config import Config, ConfigError, from_mapping
+from search.cost import measure_cost, over_limit
+from search.data import TensorData
 from search.events import EventHandler, SearchStarted
 from search.full import run_full_phase, train_candidate
+from search.pareto import pareto_front, spanning
 from search.progressive import FullResult
 from search.proxy import Candidate, ProxyResult, score_candidate
-from search.results import FullSummary, SearchResult, TrialSummary, rank_completed
+from search.results import FullSummary, SearchResult, SlimReport, TrialSummary, best_full, rank_completed
 from search.session import load_data, open_store, resolve_device
-from search.space import make_sampler, param_counts, starting_params
+from search.space import make_sampler, narrowest, starting_params
 from search.tracking import Tracker
 from search.train import EpochMetrics
 
@@ -130,6 +134,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     if config.store.resume:
         config, study_name = prepare_resume(config)
     data = load_data(config)
+    check_limits_reachable(config, data)
     if config.search.backend == "ray":
         from search.backends.ray_tune import check_tracking_reachable, connect
 
@@ -141,7 +146,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     storage = open_storage(config)
     if study_name is None:
         study_name = new_study_name(storage, config.store.study_name)
-        study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
+        study = optuna.create_study(storage=storage, study_name=study_name, directions=directions(config))
         study.set_user_attr("config", config_to_json(config))
         study.set_user_attr("created_at", time.time())
         parent_id = tracker.start_run(
@@ -152,6 +157,10 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         study.set_user_attr("mlflow_parent_run_id", parent_id)
     else:
         study = optuna.load_study(study_name=study_name, storage=storage)
+        if len(study.directions) != len(directions(config)):
+            stored = "pareto" if len(study.directions) > 1 else "accuracy"
+            raise ConfigError(f"study {study_name!r} was searched with --objective {stored}; "
+                              f"--resume it with that objective, not {config.search.objective!r}")
         parent_id = study.user_attrs["mlflow_parent_run_id"]
         fail_stale_trials(study, tracker, parent_id)
         tracker.reopen_run(parent_id)
@@ -161,7 +170,9 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         study.enqueue_trial(starting_params(config.space))
     # Re-seed on resume so the sampler's random start does not replay the first run's picks.
     study.sampler = make_sampler(config.search.sampler, config.search.seed + previous)
-    study.pruner = make_pruner(config.search.pruner, config.proxy.epochs)
+    # Optuna's pruners take one objective; a pareto search prunes by dominance (search/pareto.py).
+    pareto = config.search.objective == "pareto"
+    study.pruner = optuna.pruners.NopPruner() if pareto else make_pruner(config.search.pruner, config.proxy.epochs)
     emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name))
 
     def trial_fn(candidate: Candidate, report: Callable[[EpochMetrics], None]) -> ProxyResult:
@@ -176,6 +187,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     proxy_budget = budget.first(1 - config.search.full_fraction) if config.search.full_phase else budget
     status = "FINISHED"
     full: list[FullSummary] = []
+    slimmed: SlimReport | None = None
     try:
         if config.search.backend == "ray":
             from search.backends.ray_tune import RayTrials
@@ -191,12 +203,16 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
                 parent_id,
                 proxy_budget,
                 emit,
-                param_counts=lambda candidate: param_counts(candidate, data, config.model),
+                measure=lambda candidate: measure_cost(candidate, data, config.model, config.search.latency_batch),
                 whole_budget=budget,
             ).run()
         if config.search.full_phase:
-            ranked = rank_completed(TrialSummary.from_trial(t) for t in study.trials)
+            summaries = [TrialSummary.from_trial(t) for t in study.trials]
+            # Pareto: the members that span the front (most accurate, cheapest close to it, knee).
+            ranked = spanning(pareto_front(summaries, config.search.cost), config.search.cost) if pareto \
+                else rank_completed(summaries)
             full = run_full_phase(config, budget, data, tracker, parent_id, study_name, ranked, emit)
+            slimmed = slim_winner(config, budget, device, full, tracker, parent_id)
     except BaseException:
         status = "KILLED"
         raise
@@ -210,11 +226,61 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             elapsed_s=budget.elapsed_s(),
             full=tuple(full),
             scorer=config.search.scorer,
+            objective=config.search.objective,
+            cost=config.search.cost,
+            slim=slimmed,
         )
         close_parent(tracker, result, status)
         if config.search.backend == "ray":
             shutdown_ray()
     return result
+
+
+def front_rows(front: list[TrialSummary], full: tuple[FullSummary, ...]) -> list[dict[str, Any]]:
+    """The Pareto front as a table: accuracy, every cost, and to which fidelity it was trained."""
+    trained = {f.trial: f for f in full}
+    rows = []
+    for member in front:
+        done = trained.get(member.number)
+        rows.append({"trial": member.number, "widths": member.label, "frozen_layers": member.frozen_layers,
+                     "proxy_val_acc": member.score, "total_params": member.total_params, "macs": member.macs,
+                     "latency_ms": member.latency_ms, "trained": "full" if done is not None else "proxy",
+                     "full_val_acc": done.val_acc if done is not None else None,
+                     "full_run_id": done.run_id if done is not None else None})
+    return rows
+
+
+def slim_winner(config: Config, budget: Budget, device: torch.device, full: list[FullSummary], tracker: Tracker,
+                parent_id: str) -> SlimReport | None:
+    """``--slim``: the winner's lazy kernels removed and the rest fine-tuned, if time is left.
+    A failure is tagged on the parent run (``slim_error``); the search's result stands."""
+    winner = best_full(full)
+    if not config.search.slim or winner is None or winner.learned_widths is None or budget.remaining_s() <= 0:
+        return None
+    from search.slim import slim_run
+
+    try:
+        return slim_run(config.store, winner.run_id, config.full, config.full.fine_tune_epochs, device=device,
+                        deadline=time.monotonic() + budget.remaining_s())
+    except Exception as error:
+        tracker.set_tags(parent_id, {"slim_error": f"{type(error).__name__}: {error}"[:5000]})
+        return None
+
+
+def directions(config: Config) -> list[str]:
+    return ["maximize", "minimize"] if config.search.objective == "pareto" else ["maximize"]
+
+
+def check_limits_reachable(config: Config, data: TensorData) -> None:
+    """A limit that even the narrowest profile of the space is over would reject every trial."""
+    search = config.search
+    if search.max_params is None and search.max_macs is None and search.max_latency_ms is None:
+        return
+    candidate = narrowest(config.space)
+    reason = over_limit(measure_cost(candidate, data, config.model, search.latency_batch), search)
+    if reason is not None:
+        raise ConfigError(f"no width profile of the space fits the limits: the narrowest, {candidate.label}, "
+                          f"has {reason}")
 
 
 def shutdown_ray() -> None:
@@ -304,13 +370,24 @@ def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
         tracker.set_tags(result.parent_run_id, {"winner_widths": winner.label, "winner_run_id": winner.run_id,
                                                 "winner_learned_widths": winner.learned_label or ""})
         tracker.log_json(result.parent_run_id, winner.row(), "winner.json")
+    front = pareto_front(result.trials, result.cost) if result.objective == "pareto" else None
+    if front is not None:
+        metrics["front_size"] = len(front)
+        tracker.log_table(result.parent_run_id, front_rows(front, result.full), "pareto.csv")
+    metrics["trials_rejected"] = result.count("REJECTED")
+    if result.slim is not None:
+        slim = result.slim
+        metrics.update(slim_params=slim.slim_params, slim_macs=slim.slim_macs, slim_latency_ms=slim.slim_latency_ms,
+                       slim_removed_acc=slim.removed_acc, slim_tuned_acc=slim.tuned_acc)
+        tracker.set_tags(result.parent_run_id, {"slim_widths": format_widths(result.slim.slim_widths),
+                                                "slim_run_id": result.slim.run_id})
     tracker.log_metrics(result.parent_run_id, metrics)
     if result.trials:
         from search.pictures import search_comparison
 
         with tempfile.TemporaryDirectory() as folder:
             try:
-                search_comparison(result.trials, result.full, result.scorer, Path(folder))
+                search_comparison(result.trials, result.full, result.scorer, Path(folder), front, result.cost)
             except Exception as error:  # a picture must not keep the run from closing
                 tracker.set_tags(result.parent_run_id, {"comparison_error": f"{type(error).__name__}: {error}"})
             tracker.log_artifacts(result.parent_run_id, Path(folder), "comparison")

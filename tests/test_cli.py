@@ -51,6 +51,12 @@ from conftest import ROOT, run_cli
         (["train", "--warmup-epochs", "-1"], "warm-up epochs -1.0"),
         (["train", "--decay", "linear"], "learning-rate decay 'linear'"),
         (["--width-choices", ""], "width '' names no value"),
+        (["--objective", "cheap"], "objective 'cheap'"),
+        (["--cost", "watts"], "cost 'watts'"),
+        (["--objective", "pareto", "--scorer", "synflow"], "scorer 'synflow' gives no accuracy"),
+        (["--max-params", "0"], "max params 0"),
+        (["--max-latency-ms", "-1"], "max latency -1.0 ms"),
+        (["--max-params", "1000"], "the narrowest, 4-4-4-4-4, has params"),
     ],
 )
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path: Path, args: list[str], named: str) -> None:

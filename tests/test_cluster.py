@@ -248,7 +248,40 @@ def test_a_ray_trial_that_raises_is_failed_in_optuna_and_mlflow_and_the_search_e
     assert result.returncode == 0, result.stderr[-3000:]
     study = load_only_study(tmp_path / "runs")
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert "No trial completed: every trial failed" in result.stdout
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     runs = tracker.descendants(study.user_attrs["mlflow_parent_run_id"])
     assert len(runs) == 2 and all(r.info.status == "FAILED" for r in runs)
     assert all("DivergedError" in r.data.tags["error"] and r.data.tags["state"] == "failed" for r in runs)
+
+
+@pytest.mark.slow
+def test_a_pareto_ray_search_rejects_over_the_limit_and_records_both_objectives(tmp_path: Path) -> None:
+    from search.cli import build_parser, config_from_args
+    from search.cost import measure_cost
+    from search.proxy import Candidate
+    from search.session import load_data
+
+    flags = ["--backend", "ray", *TINY[:-4], "--top-k", "1", "--objective", "pareto", "--sampler", "random",
+             "--trials", "5", "--budget", "150s"]
+    config = config_from_args(build_parser().parse_args(["run", *flags]))
+    limit = measure_cost(Candidate((8, 8), 1), load_data(config), config.model, 8).total_params  # the middle profile
+    result = run_cli(["run", *flags, "--max-params", str(limit)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Pareto front of" in result.stdout
+
+    study = load_only_study(tmp_path / "runs")
+    assert len(study.directions) == 2 and not [t for t in study.trials if t.state == TrialState.RUNNING]
+    rejected = [t for t in study.trials if "rejected" in t.user_attrs]
+    trained = [t for t in study.trials if "rejected" not in t.user_attrs]
+    assert rejected and len(trained) == 5
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    for trial in rejected:
+        assert trial.state == TrialState.PRUNED and trial.user_attrs["total_params"] > limit
+        run = tracker.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["state"] == "rejected" and run.info.status == "FINISHED"
+        assert tracker.client.get_metric_history(run.info.run_id, "val_acc") == []
+    for trial in trained:
+        assert trial.user_attrs["total_params"] <= limit
+        if trial.state == TrialState.COMPLETE:
+            assert trial.values[1] == trial.user_attrs["total_params"] and len(trial.user_attrs["curve"]) == 2

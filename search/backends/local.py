@@ -17,7 +17,9 @@ from optuna.trial import TrialState
 
 from search.budget import Budget, BudgetExhausted, current_budget, expected_trial_s, next_epoch_overruns
 from search.config import Config
+from search.cost import Cost, over_limit
 from search.events import EpochDone, EventHandler, TrialEnded, TrialStarted
+from search.pareto import completed_curves, dominated_at
 from search.proxy import Candidate, ProxyResult
 from search.results import TrialSummary, rank_completed
 from search.space import suggest_candidate, trial_identity
@@ -25,6 +27,7 @@ from search.tracking import Tracker
 from search.train import EpochMetrics
 
 TrialFunction = Callable[[Candidate, Callable[[EpochMetrics], None]], ProxyResult]
+MAX_REJECTED_IN_A_ROW = 100  # the sampler keeps proposing candidates over the limits: stop asking
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class LocalTrials:
     parent_id: str
     budget: Budget  # the proxy phase's share
     emit: EventHandler
-    param_counts: Callable[[Candidate], tuple[int, int]]
+    measure: Callable[[Candidate], Cost]  # the candidate's cost, before any training
     whole_budget: Budget | None = None  # the command's: what a first trial may use if the share is gone
 
     def run(self) -> None:
@@ -49,8 +52,11 @@ class LocalTrials:
         """
         while True:
             trials = self.study.get_trials(deepcopy=False)
-            finished = sum(t.state.is_finished() for t in trials)
+            # A rejected candidate (over a limit, never trained) does not count as a finished trial.
+            finished = sum(t.state.is_finished() and "rejected" not in t.user_attrs for t in trials)
             if self.config.search.trials is not None and finished >= self.config.search.trials:
+                return
+            if rejected_in_a_row(trials) >= MAX_REJECTED_IN_A_ROW:
                 return
             if self.current_budget().remaining_s() <= expected_trial_s(trials):  # 0 before a completed trial
                 return
@@ -61,32 +67,63 @@ class LocalTrials:
         return current_budget(self.study, self.budget, self.whole_budget)
 
 
+def rejected_in_a_row(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """How many of the latest trials were rejected (over a limit), one after another."""
+    count = 0
+    for trial in reversed(trials):
+        if "rejected" not in trial.user_attrs:
+            break
+        count += 1
+    return count
+
+
 def run_one(ctx: LocalTrials) -> None:
     study, config, tracker, budget, emit = ctx.study, ctx.config, ctx.tracker, ctx.current_budget(), ctx.emit
     trial = study.ask()
     candidate = suggest_candidate(trial, config.space)
-    identity = trial_identity(candidate, *ctx.param_counts(candidate))
+    cost = ctx.measure(candidate)
+    identity = trial_identity(candidate, cost)
+    rejected = over_limit(cost, config.search)
     run_id = tracker.start_run(
         f"trial-{trial.number}",
         parent_id=ctx.parent_id,
         params={**identity, "seed": config.search.seed},
         tags={"phase": "proxy", "study": study.study_name, "trial": trial.number},
     )
+    tracker.log_metrics(run_id, cost_metrics(cost))
     for key, value in {**identity, "mlflow_run_id": run_id}.items():
         trial.set_user_attr(key, value)
     emit(TrialStarted(trial.number, candidate))
+    if rejected is not None:  # never trained: no epoch, no score
+        trial.set_user_attr("rejected", rejected)
+        trial.set_user_attr("seconds", 0.0)
+        study.tell(trial, state=TrialState.PRUNED)
+        tracker.set_tags(run_id, {"state": "rejected", "rejected": rejected})
+        tracker.end_run(run_id, "FINISHED")
+        end_trial(study, trial.number, emit, None)
+        return
 
     epochs = config.proxy.epochs
     epoch_times: list[float] = []
+    pareto = len(study.directions) > 1
+    curve: list[float] = []
 
     def report(metrics: EpochMetrics) -> None:
         tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
         epoch_times.append(metrics.epoch_time_s)
         trial.set_user_attr("epoch_s", sum(epoch_times) / len(epoch_times))
         emit(EpochDone(trial.number, metrics))
-        trial.report(metrics.val_acc, metrics.epoch)
+        if pareto:  # Optuna's pruners take one objective: prune by dominance instead (search/pareto.py)
+            curve.append(metrics.val_acc)
+            trial.set_user_attr("curve", curve)
+        else:
+            trial.report(metrics.val_acc, metrics.epoch)
         if metrics.epoch < epochs:
-            if trial.should_prune():
+            if pareto and config.search.pruner != "none" and dominated_at(
+                    metrics.epoch, metrics.val_acc, cost.value(config.search.cost),
+                    completed_curves(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))):
+                raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}: dominated")
+            if not pareto and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}")
             if next_epoch_overruns(metrics, budget.remaining_s()):
                 raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
@@ -116,13 +153,21 @@ def run_one(ctx: LocalTrials) -> None:
     else:
         trial.set_user_attr("seconds", result.seconds)
         trial.set_user_attr("cached", result.cached)
-        study.tell(trial, result.score)
+        study.tell(trial, [result.score, cost.value(config.search.cost)] if pareto else result.score)
         tracker.log_metrics(run_id, result.as_metrics())
         tracker.set_tags(run_id, {"state": "complete", "feature_cache": "memory" if result.cached else "none"})
         tracker.end_run(run_id, "FINISHED")
+    end_trial(study, trial.number, emit, error)
 
+
+def cost_metrics(cost: Cost) -> dict[str, float]:
+    """The cost as MLflow metrics too, so the UI charts and sorts trials by it."""
+    return {"total_params": cost.total_params, "macs": cost.macs, "latency_ms": cost.latency_ms}
+
+
+def end_trial(study: optuna.Study, number: int, emit: EventHandler, error: str | None) -> None:
     trials = study.get_trials(deepcopy=False)
-    summary = next(TrialSummary.from_trial(t) for t in trials if t.number == trial.number)
+    summary = next(TrialSummary.from_trial(t) for t in trials if t.number == number)
     ranked = rank_completed(TrialSummary.from_trial(t) for t in trials)
     emit(TrialEnded(summary, ranked[0] if ranked else None, error))
 

@@ -31,13 +31,16 @@ import torch
 from optuna.trial import TrialState
 
 from models import parse_widths
+from search.backends.local import MAX_REJECTED_IN_A_ROW, cost_metrics, rejected_in_a_row
 from search.budget import Budget, BudgetExhausted, current_budget, expected_trial_s, next_epoch_overruns
 from search.config import Config, ConfigError, SpaceConfig
+from search.cost import Cost, measure_cost, over_limit
 from search.data import TensorData
 from search.events import EpochDone, EventHandler, TrialEnded, TrialStarted
+from search.pareto import completed_curves, dominated_at
 from search.proxy import Candidate, score_candidate
 from search.results import TrialSummary
-from search.space import candidate_from, make_sampler, param_counts, suggest_candidate, trial_identity
+from search.space import candidate_from, make_sampler, suggest_candidate, trial_identity
 from search.tracking import Tracker, is_local_uri
 from search.train import EpochMetrics
 
@@ -149,14 +152,21 @@ def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
         torch.set_num_threads(max(1, int(config.ray.cpus_per_trial)))
     on_device = data.to(device)
     tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
-    identity = trial_identity(candidate, *param_counts(candidate, on_device, config.model))
+    cost = measure_cost(candidate, on_device, config.model, config.search.latency_batch)  # on this worker's device
+    identity: dict[str, Any] = trial_identity(candidate, cost)
     run_id = tracker.start_run(
         f"trial-{tune.get_context().get_trial_id()}",
         parent_id=context.parent_id,
         params={**identity, "seed": config.search.seed},
         tags={"phase": "proxy", "study": context.study_name, "backend": "ray", "device": str(device)},
     )
-    identity["mlflow_run_id"] = run_id
+    tracker.log_metrics(run_id, cost_metrics(cost))
+    identity.update(mlflow_run_id=run_id, cost=cost.value(config.search.cost))
+    rejected = over_limit(cost, config.search)
+    if rejected is not None:  # never trained; the driver records it (StudySearch, RunCloser)
+        tracker.set_tags(run_id, {"state": "rejected", "rejected": rejected})
+        tune.report({"epoch": 0, "val_acc": 0.0, "rejected": rejected, "seconds": 0.0, **identity})
+        return
     start = time.perf_counter()
     epoch_times: list[float] = []
 
@@ -206,6 +216,8 @@ def make_searcher_class() -> type:
         def __init__(self, *args: Any, epochs: int, share: Budget, whole: Budget, trial_cap: int | None,
                      **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            self.pareto = isinstance(self.metric, list)
+            self.curves: dict[str, list[float]] = {}
             self.epochs = epochs
             self.share, self.whole = share, whole
             self.trial_cap = trial_cap
@@ -213,7 +225,9 @@ def make_searcher_class() -> type:
 
         def suggest(self, trial_id: str) -> dict | str | None:
             trials = self._ot_study.get_trials(deepcopy=False)
-            finished = sum(t.state.is_finished() for t in trials)
+            if rejected_in_a_row(trials) >= MAX_REJECTED_IN_A_ROW:
+                return Searcher.FINISHED
+            finished = sum(t.state.is_finished() and "rejected" not in t.user_attrs for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
             if self.trial_cap is not None and finished + running >= self.trial_cap:
                 return Searcher.FINISHED if running == 0 else None
@@ -231,19 +245,31 @@ def make_searcher_class() -> type:
             trial = self._ot_trials.get(trial_id)
             if trial is None or not result:
                 return
-            for key in ("widths", "frozen_layers", "trained_params", "frozen_params", "mlflow_run_id", "seconds",
-                        "epoch_s"):
+            for key in (*Cost(0, 0, 0, 0.0).record(), "widths", "frozen_layers", "mlflow_run_id", "seconds",
+                        "epoch_s", "rejected"):
                 if key in result:
                     trial.set_user_attr(key, result[key])
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if result.get("epoch") == 1:
+            if result.get("epoch", 0) <= 1:
                 self.record(trial_id, result)
+            if "rejected" in result:
+                return
+            if self.pareto:  # Optuna keeps no intermediate values for several objectives: the curve, for pruning
+                curves = self.curves.setdefault(trial_id, [])
+                curves.append(result["val_acc"])
+                trial = self._ot_trials.get(trial_id)
+                if trial is not None:
+                    trial.set_user_attr("curve", curves)
             super().on_trial_result(trial_id, result)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             self.record(trial_id, result)
             trial = self._ot_trials.get(trial_id)
+            if trial is not None and result and "rejected" in result and trial_id not in self._completed_trials:
+                self._ot_study.tell(trial, state=TrialState.PRUNED)  # over a limit: never trained
+                self._completed_trials.add(trial_id)
+                return
             if trial is not None and error and trial_id not in self._completed_trials:
                 # OptunaSearch would record a trial that raised after reporting as COMPLETE with its last score.
                 self._ot_study.tell(trial, state=TrialState.FAIL)
@@ -276,11 +302,13 @@ def make_callback_class() -> type:
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             number = self.searcher.number(trial.trial_id)
-            if result.get("epoch") == 1 and number is not None:
+            if result.get("epoch", 0) <= 1 and number is not None:
                 self.emit(TrialStarted(number, Candidate(parse_widths(str(result["widths"])),
                                                          int(result["frozen_layers"]))))
                 self.tracker.set_tags(result["mlflow_run_id"], {"trial": number})
             self.last[trial.trial_id] = result
+            if "rejected" in result:
+                return
             metrics = EpochMetrics(**{k: result[k] for k in ("train_loss", "val_loss", "val_acc", "epoch_time_s",
                                                              "eval_time_s", "images_per_s")}, epoch=result["epoch"])
             self.emit(EpochDone(number if number is not None else -1, metrics))
@@ -295,7 +323,9 @@ def make_callback_class() -> type:
             result = self.last.get(trial.trial_id, {})
             run_id = result.get("mlflow_run_id")
             if run_id is not None:
-                if error is not None:
+                if "rejected" in result:
+                    self.tracker.end_run(run_id, "FINISHED")  # tagged rejected by the worker
+                elif error is not None:
                     # A trial that raised tagged its run with its error; a lost worker did not.
                     if "error" not in self.tracker.get_run(run_id).data.tags:
                         self.tracker.set_tags(run_id, {"error": error[:5000]})
@@ -325,15 +355,23 @@ def make_stopper_class() -> type:
     from ray.tune import Stopper
 
     class ShareStopper(Stopper):  # type: ignore[misc]
-        def __init__(self, study: optuna.Study, share: Budget, whole: Budget) -> None:
+        def __init__(self, study: optuna.Study, share: Budget, whole: Budget, epochs: int,
+                     dominance: bool) -> None:
             self.study, self.share, self.whole = study, share, whole
+            self.epochs, self.dominance = epochs, dominance
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its stoppers with the experiment state; the study handle stays here.
-            return {"share": self.share, "whole": self.whole}
+            return {"share": self.share, "whole": self.whole, "epochs": self.epochs, "dominance": self.dominance}
 
         def __call__(self, trial_id: str, result: dict) -> bool:
-            return False
+            """A pareto search's pruning: the trial is dominated at its epoch (search/pareto.py)."""
+            study = getattr(self, "study", None)
+            epoch = result.get("epoch", 0)
+            if study is None or not self.dominance or "rejected" in result or not 0 < epoch < self.epochs:
+                return False
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            return dominated_at(epoch, result["val_acc"], result["cost"], completed_curves(complete))
 
         def stop_all(self) -> bool:
             study = getattr(self, "study", None)
@@ -368,10 +406,11 @@ class RayTrials:
         share = Budget(self.budget.total_s - RAY_TEARDOWN_S, self.budget.started_at)
         whole_budget = self.whole_budget or self.budget
         whole = Budget(whole_budget.total_s - RAY_TEARDOWN_S, whole_budget.started_at)
+        pareto = config.search.objective == "pareto"
         searcher = make_searcher_class()(
             space=DefineSpace(config.space),
-            metric="val_acc",
-            mode="max",
+            metric=["val_acc", "cost"] if pareto else "val_acc",
+            mode=["max", "min"] if pareto else "max",
             sampler=make_sampler(config.search.sampler, config.search.seed + previous),
             study_name=self.study.study_name,
             storage=optuna.storages.RDBStorage(config.store.optuna_url),
@@ -381,7 +420,7 @@ class RayTrials:
             trial_cap=config.search.trials,
         )
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=3)
-        if config.search.pruner == "none":
+        if config.search.pruner == "none" or pareto:  # ASHA ranks one metric; pareto prunes by dominance
             scheduler = None
         # Tune runs each trial in its own working directory: the store path must not be relative.
         absolute = replace(config, store=replace(config.store, path=config.store.path.resolve()))
@@ -392,8 +431,8 @@ class RayTrials:
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             tune_config=tune.TuneConfig(
-                metric="val_acc",
-                mode="max",
+                metric=None if pareto else "val_acc",  # the searcher holds both of a pareto search's metrics
+                mode=None if pareto else "max",
                 search_alg=searcher,
                 scheduler=scheduler,
                 num_samples=-1,
@@ -406,7 +445,8 @@ class RayTrials:
                 storage_path=str((config.store.path / "ray_results").resolve()),
                 verbose=0,
                 callbacks=[make_callback_class()(self.tracker, self.study, searcher, self.emit, epochs)],
-                stop=make_stopper_class()(self.study, share, whole),
+                stop=make_stopper_class()(self.study, share, whole, epochs,
+                                          dominance=pareto and config.search.pruner != "none"),
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             ),
         )
