@@ -108,6 +108,8 @@ def build_parser() -> Parser:
     group.add_argument("--cpus-per-trial", type=float, metavar="N", help="CPUs Ray reserves per trial (default 1)")
     group.add_argument("--gpus-per-trial", type=float, metavar="G", help="GPUs per trial, fractions allowed "
                        "(share memory without isolation; default 0)")
+    group.add_argument("--gpus-per-full", type=float, metavar="G", help="GPUs per full-training task: with "
+                       "--address the second phase runs on the cluster's workers too (default: --gpus-per-trial)")
     group.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once (default: what the "
                        "resources allow)")
     group = run.add_argument_group("run")
@@ -346,6 +348,7 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         "proxy": {"epochs": args.proxy_epochs, "batch_size": args.batch_size, "lr": args.lr, "cache_mb": args.cache_mb,
                   "amp": args.amp},
         "ray": {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
+                "gpus_per_full": args.gpus_per_full,
                 "max_concurrent": args.max_concurrent},
         "full": {"mode": args.progressive, "stages": args.stages, "epochs_per_stage": args.epochs_per_stage,
                  "augment": args.augment, "batch_size": args.batch_size, "lr": args.lr,
@@ -371,7 +374,7 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         )
     given = {name: {k: v for k, v in values.items() if v is not None} for name, values in sections.items()}
     config = from_mapping({name: values for name, values in given.items() if values}, base=config)
-    ray_flags = [name for name in ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent")
+    ray_flags = [name for name in ("address", "cpus_per_trial", "gpus_per_trial", "gpus_per_full", "max_concurrent")
                  if getattr(args, name) is not None]
     if ray_flags and config.search.backend != "ray":
         raise ConfigError(f"--{ray_flags[0].replace('_', '-')} needs --backend ray")
@@ -401,8 +404,8 @@ FLAG_NAMES = (
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "scorers", "bootstrap", "full_seeds", "backend", "address",
-    "cpus_per_trial", "gpus_per_trial", "max_concurrent", "amp", "objective", "cost", "max_params", "max_macs",
-    "max_latency_ms", "latency_batch", "slim", "fine_tune_epochs", "fine_tune_lr",
+    "cpus_per_trial", "gpus_per_trial", "gpus_per_full", "max_concurrent", "amp", "objective", "cost", "max_params",
+    "max_macs", "max_latency_ms", "latency_batch", "slim", "fine_tune_epochs", "fine_tune_lr",
 )
 
 

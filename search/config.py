@@ -181,7 +181,12 @@ class RayConfig:
     address: str | None = None  # None: a local Ray in this process; "auto", "HOST:PORT" or "ray://HOST:10001"
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0  # fractions share a GPU's memory without isolation
+    gpus_per_full: float | None = None  # each full-training task of the second phase; None: gpus_per_trial
     max_concurrent: int | None = None  # None: as many as the resources allow
+
+    @property
+    def full_gpus(self) -> float:
+        return self.gpus_per_trial if self.gpus_per_full is None else self.gpus_per_full
 
 
 @dataclass(frozen=True)
@@ -494,6 +499,9 @@ def _validate_ray(ray: RayConfig) -> None:
         raise ConfigError(f"cpus per trial {ray.cpus_per_trial!r} must be more than zero")
     if not ray.gpus_per_trial >= 0 or (ray.gpus_per_trial > 1 and ray.gpus_per_trial != int(ray.gpus_per_trial)):
         raise ConfigError(f"gpus per trial {ray.gpus_per_trial!r} must be a fraction in [0, 1] or a whole number")
+    if ray.gpus_per_full is not None and (not ray.gpus_per_full >= 0 or (
+            ray.gpus_per_full > 1 and ray.gpus_per_full != int(ray.gpus_per_full))):
+        raise ConfigError(f"gpus per full {ray.gpus_per_full!r} must be a fraction in [0, 1] or a whole number")
     if ray.max_concurrent is not None:
         _require_positive_int(ray.max_concurrent, "max concurrent trials")
 

@@ -177,6 +177,50 @@ def planned_seconds(widths: tuple[int, ...], data: TensorData, config: Config) -
         return 0.0
 
 
+def pick_candidates(ranked: Sequence[TrialSummary], top_k: int) -> list[TrialSummary]:
+    """The first ``top_k`` distinct profiles of ``ranked`` (the sampler may propose a profile
+    twice: its best trial is trained once)."""
+    picked: list[TrialSummary] = []
+    for trial in ranked:
+        if trial.widths not in {p.widths for p in picked}:
+            picked.append(trial)
+    return picked[:top_k]
+
+
+def start_full_run(tracker: Tracker, config: Config, parent_id: str, study_name: str, rank: int,
+                   trial: TrialSummary) -> str:
+    """The MLflow run of one fully trained candidate, a child of the search's parent run."""
+    return tracker.start_run(
+        f"full-{rank}-{trial.label}",
+        parent_id=parent_id,
+        params={"widths": trial.label, "frozen_layers": 0, "seed": config.search.seed,
+                "proxy_trial": trial.number, "proxy_score": trial.score, "progressive": config.full.mode},
+        tags={"phase": "full", "study": study_name, "trial": trial.number, "progressive": config.full.mode,
+              "rank": rank},
+    )
+
+
+def finished_summary(rank: int, trial: TrialSummary, outcome: CandidateOutcome, run_id: str) -> FullSummary:
+    result = outcome.result
+    return FullSummary(
+        rank, trial.number, trial.widths, trial.score, "COMPLETE" if result.complete else "STOPPED",
+        result.val_acc, outcome.analysis.learned_widths if outcome.analysis else None,
+        result.kept_trained_params, outcome.seconds, run_id, outcome.note,
+        tuple(stage.epoch_s for stage in result.stages),
+    )
+
+
+def failed_summary(rank: int, trial: TrialSummary, error: str, seconds: float, tracker: Tracker,
+                   run_id: str) -> FullSummary:
+    """A candidate whose training raised (or whose worker was lost): its run FAILED with the error,
+    and any stage run the lost worker left RUNNING failed too."""
+    tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
+    tracker.fail_running_children(run_id)
+    tracker.end_run(run_id, "FAILED")
+    return FullSummary(rank, trial.number, trial.widths, trial.score, "FAIL", None, None, None, seconds, run_id,
+                       error)
+
+
 def run_full_phase(
     config: Config,
     budget: Budget,
@@ -195,11 +239,7 @@ def run_full_phase(
     The best always trains; a later one only if it is expected to finish, so time an earlier
     one did not use passes on. A candidate that raises is recorded as failed; the phase goes on.
     """
-    picked: list[TrialSummary] = []
-    for trial in ranked:  # the sampler may propose a profile twice: train its best trial once
-        if trial.widths not in {p.widths for p in picked}:
-            picked.append(trial)
-    picked = picked[: config.search.top_k]
+    picked = pick_candidates(ranked, config.search.top_k)
     estimates = [planned_seconds(trial.widths, data, config) for trial in picked]
     summaries: list[FullSummary] = []
     for index, trial in enumerate(picked):
@@ -210,38 +250,21 @@ def run_full_phase(
             tracker.set_tags(parent_id, {"full_candidates": fitted})
             break
         rank = index + 1
-        widths = trial.widths
-        emit(CandidateStarted(rank, index + max(fit, 1), widths, trial.score, len(picked)))
-        run_id = tracker.start_run(
-            f"full-{rank}-{trial.label}",
-            parent_id=parent_id,
-            params={"widths": trial.label, "frozen_layers": 0, "seed": config.search.seed,
-                    "proxy_trial": trial.number, "proxy_score": trial.score, "progressive": config.full.mode},
-            tags={"phase": "full", "study": study_name, "trial": trial.number,
-                  "progressive": config.full.mode, "rank": rank},
-        )
+        emit(CandidateStarted(rank, index + max(fit, 1), trial.widths, trial.score, len(picked)))
+        run_id = start_full_run(tracker, config, parent_id, study_name, rank, trial)
         started = time.monotonic()
         try:
-            outcome = train_candidate(widths, data, config, tracker, run_id, emit,
+            outcome = train_candidate(trial.widths, data, config, tracker, run_id, emit,
                                       deadline=started + left / max(fit, 1))
         except Exception as failure:  # one candidate's failure must not lose the others
-            error = f"{type(failure).__name__}: {failure}"
-            tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
-            tracker.end_run(run_id, "FAILED")
-            summary = FullSummary(rank, trial.number, widths, trial.score, "FAIL", None, None, None,
-                                  time.monotonic() - started, run_id, error)
+            summary = failed_summary(rank, trial, f"{type(failure).__name__}: {failure}",
+                                     time.monotonic() - started, tracker, run_id)
         except BaseException:
             tracker.end_run(run_id, "KILLED")
             raise
         else:
             tracker.end_run(run_id, "FINISHED")
-            result = outcome.result
-            summary = FullSummary(
-                rank, trial.number, widths, trial.score, "COMPLETE" if result.complete else "STOPPED",
-                result.val_acc, outcome.analysis.learned_widths if outcome.analysis else None,
-                result.kept_trained_params, outcome.seconds, run_id, outcome.note,
-                tuple(stage.epoch_s for stage in result.stages),
-            )
+            summary = finished_summary(rank, trial, outcome, run_id)
         summaries.append(summary)
         emit(CandidateEnded(summary))
     return summaries

@@ -106,6 +106,8 @@ class SearchProgress:
             outcome = f"score {score_text(t.score)}" if t.score is not None else t.state.lower()
             if t.rejected:
                 outcome += f": {t.rejected}"
+            if t.same_as is not None:
+                outcome += f" (as trial {t.same_as}: not trained again)"
             if event.error:
                 outcome += f" ({event.error})"
             console.print(

@@ -33,6 +33,7 @@ class TrialSummary:
     macs: int | None = None
     latency_ms: float | None = None
     rejected: str | None = None  # why a candidate over a limit was never trained
+    same_as: int | None = None  # the earlier trial of the same candidate whose score this one took
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialSummary:
@@ -55,6 +56,7 @@ class TrialSummary:
             macs=attrs.get("macs"),
             latency_ms=attrs.get("latency_ms"),
             rejected=attrs.get("rejected"),
+            same_as=attrs.get("same_as"),
         )
 
     @property
@@ -80,10 +82,10 @@ def last_reported(trial: FrozenTrial) -> float | None:
 
 
 def rank_completed(trials: Iterable[TrialSummary]) -> list[TrialSummary]:
-    """Complete trials, best first: the higher score, then (ties) the fewer trained parameters,
-    then the earlier trial. The one ordering of the printed table, the parent run's best and
-    the candidates of the second phase."""
-    done = [t for t in trials if t.state == "COMPLETE"]
+    """Complete trials, best first (a repeat of a scored candidate is not listed again): the
+    higher score, then (ties) the fewer trained parameters, then the earlier trial. The one
+    ordering of the printed table, the parent run's best and the candidates of the second phase."""
+    done = [t for t in trials if t.state == "COMPLETE" and t.same_as is None]
     return sorted(done, key=lambda t: (-(t.score or 0.0), t.trained_params or 0, t.number))
 
 

@@ -193,7 +193,6 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             from search.backends.ray_tune import RayTrials
 
             RayTrials(study, config, data, tracker, parent_id, proxy_budget, emit, whole_budget=budget).run()
-            shutdown_ray()  # the second phase runs here: Ray's seconds of teardown come out of the proxy's share
         else:
             LocalTrials(
                 study,
@@ -211,7 +210,17 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             # Pareto: the members that span the front (most accurate, cheapest close to it, knee).
             ranked = spanning(pareto_front(summaries, config.search.cost), config.search.cost) if pareto \
                 else rank_completed(summaries)
-            full = run_full_phase(config, budget, data, tracker, parent_id, study_name, ranked, emit)
+            if config.search.backend == "ray" and config.ray.address is not None:  # a cluster: tasks on workers
+                from search.backends.ray_tune import run_full_phase_on_ray
+
+                full = run_full_phase_on_ray(config, budget, data, tracker, parent_id, study_name, ranked, emit)
+            else:
+                if config.search.backend == "ray":
+                    # A private local Ray has no other machine to send work to: its tasks would only
+                    # add a fresh worker's start-up (5-10 s of imports on 2 cores; 60 s searches then
+                    # stopped their winner half-way). Ray's teardown comes out of the proxy's share.
+                    shutdown_ray()
+                full = run_full_phase(config, budget, data, tracker, parent_id, study_name, ranked, emit)
             slimmed = slim_winner(config, budget, device, full, tracker, parent_id)
     except BaseException:
         status = "KILLED"

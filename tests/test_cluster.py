@@ -42,7 +42,7 @@ def stop(process: subprocess.Popen) -> None:
         except ProcessLookupError:
             return
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=10)  # `ray start --block` has taken 30 s and more to honour SIGTERM
             return
         except subprocess.TimeoutExpired:
             continue
@@ -54,6 +54,7 @@ class RayHead:
     dashboard_url: str
     token_path: Path
     client_env: dict[str, str]  # what a user's shell needs: the token, nothing else of the head
+    pid: int  # the head's `ray start` process: the cluster's workers run under it
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def ray_head() -> Iterator[RayHead]:
                 time.sleep(1)
         client_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         client_env["RAY_AUTH_TOKEN_PATH"] = str(token_path)
-        yield RayHead(f"127.0.0.1:{gcs}", url, token_path, client_env)
+        yield RayHead(f"127.0.0.1:{gcs}", url, token_path, client_env, head.pid)
     finally:
         stop(head)
         log.close()
@@ -262,7 +263,7 @@ def test_a_pareto_ray_search_rejects_over_the_limit_and_records_both_objectives(
     from search.proxy import Candidate
     from search.session import load_data
 
-    flags = ["--backend", "ray", *TINY[:-4], "--top-k", "1", "--objective", "pareto", "--sampler", "random",
+    flags = ["--backend", "ray", *TINY[:-4], "--top-k", "0", "--objective", "pareto", "--sampler", "random",
              "--trials", "5", "--budget", "150s"]
     config = config_from_args(build_parser().parse_args(["run", *flags]))
     limit = measure_cost(Candidate((8, 8), 1), load_data(config), config.model, 8).total_params  # the middle profile
@@ -285,3 +286,103 @@ def test_a_pareto_ray_search_rejects_over_the_limit_and_records_both_objectives(
         assert trial.user_attrs["total_params"] <= limit
         if trial.state == TrialState.COMPLETE:
             assert trial.values[1] == trial.user_attrs["total_params"] and len(trial.user_attrs["curve"]) == 2
+
+
+@pytest.mark.slow
+def test_the_second_phase_trains_its_candidates_as_ray_tasks_on_the_cluster(tmp_path: Path, ray_head: RayHead) -> None:
+    result = cli(["run", "--backend", "ray", "--address", ray_head.gcs_address, *TINY[:-4], "--pruner", "none",
+                  "--trials", "3", "--top-k", "2", "--epochs-per-stage", "2", "--budget", "4m"], tmp_path,
+                 ray_head.client_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Full training" in result.stdout
+
+    study = load_only_study(tmp_path / "runs")
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    full = [r for r in tracker.children(parent_id) if r.data.tags.get("phase") == "full"]
+    assert len(full) == 2
+    for run in full:
+        assert run.info.status == "FINISHED" and run.data.tags["state"] == "complete"
+        assert len(run.data.tags["ray_node_id"]) >= 16 and run.data.tags["device"] == "cpu"  # logged by the worker
+        stages = tracker.children(run.info.run_id)
+        assert [s.data.tags["stage"] for s in sorted(stages, key=lambda s: float(s.data.tags["stage"]))] == ["0.5", "1"]
+        assert all(s.info.status == "FINISHED" for s in stages)
+        assert [a.path for a in tracker.client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
+        pictures = {a.path for a in tracker.client.list_artifacts(run.info.run_id, "analysis")}
+        assert {"analysis/kernels.json", "analysis/widths.png", "analysis/kernels_layer2.png"} <= pictures
+        assert "learned_widths" in run.data.params
+    parent = tracker.get_run(parent_id)
+    assert parent.data.tags["winner_run_id"] in {r.info.run_id for r in full}
+
+
+@pytest.mark.slow
+def test_a_full_training_task_that_raises_is_failed_and_the_search_ends(tmp_path: Path, ray_head: RayHead) -> None:
+    (tmp_path / "diverge.toml").write_text("[full]\nlr = 1e30\n")  # the proxy trains; full training overflows
+    result = cli(["run", "--backend", "ray", "--address", ray_head.gcs_address, *TINY[:-4], "--pruner", "none",
+                  "--trials", "2", "--top-k", "1", "--budget", "3m", "--config", "diverge.toml"], tmp_path,
+                 ray_head.client_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load_only_study(tmp_path / "runs")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (full,) = [r for r in tracker.children(study.user_attrs["mlflow_parent_run_id"])
+               if r.data.tags.get("phase") == "full"]
+    assert full.info.status == "FAILED" and full.data.tags["state"] == "failed"
+    assert full.data.tags["error"].startswith("DivergedError") and "ray_node_id" in full.data.tags
+    assert all(r.info.status != "RUNNING" for r in tracker.descendants(study.user_attrs["mlflow_parent_run_id"]))
+
+
+def descendants_named(root: int, marker: str) -> list[int]:
+    """PIDs of the processes under ``root`` (this test's own command) whose command line holds ``marker``."""
+    parents: dict[int, int] = {}
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            parents[int(status.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found = []
+    for pid in parents:
+        ancestor = pid
+        while ancestor in parents and ancestor != root and ancestor > 1:
+            ancestor = parents[ancestor]
+        if ancestor == root and pid != root:
+            try:
+                if marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                    found.append(pid)
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_full_training_worker_killed_mid_training_is_failed_and_the_search_ends(
+        tmp_path: Path, ray_head: RayHead) -> None:
+    # Long full training (2 x 200 epochs) so the task is surely running when its worker is killed.
+    env = {**ray_head.client_env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    command = [sys.executable, "-m", "search.cli", "run", "--backend", "ray", "--address", ray_head.gcs_address,
+               *TINY[:-4], "--pruner", "none", "--trials", "1", "--top-k", "1", "--epochs-per-stage", "200",
+               "--budget", "150s"]
+    search = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 100
+        while not (workers := descendants_named(ray_head.pid, "ray::full_task")):  # the test's own Ray head
+            assert search.poll() is None and time.monotonic() < deadline, "no full-training task started"
+            time.sleep(0.5)
+        time.sleep(2)
+        for pid in workers:  # a worker of the search this test started
+            os.kill(pid, signal.SIGKILL)
+        out, err = search.communicate(timeout=200)
+    finally:
+        if search.poll() is None:
+            stop(search)
+    assert search.returncode == 0, err[-3000:]
+    study = load_only_study(tmp_path / "runs")
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (full,) = [r for r in tracker.children(study.user_attrs["mlflow_parent_run_id"])
+               if r.data.tags.get("phase") == "full"]
+    assert full.info.status == "FAILED" and full.data.tags["state"] == "failed", full.data.tags
+    assert "Worker" in full.data.tags["error"] or "died" in full.data.tags["error"], full.data.tags["error"]
+    assert all(r.info.status != "RUNNING" for r in tracker.descendants(study.user_attrs["mlflow_parent_run_id"]))
+    assert "Full training" in out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -16,6 +17,7 @@ from optuna.trial import TrialState
 import search.study
 from conftest import ROOT, TINY_FLAGS, load_only_study, run_cli, tiny_config
 from search.budget import Budget
+from search.config import SpaceConfig
 from search.data import load
 from search.proxy import Candidate, score_candidate
 from search.scorers import SCORERS, ScorerSettings
@@ -258,3 +260,23 @@ def test_a_short_search_starts_from_the_middle_profile_and_ends_with_an_answer(t
     assert study.trials[0].params == {"width_1": 8, "width_2": 8, "width_3": 8}
     assert study.trials[0].state == TrialState.COMPLETE and study.best_trial is not None
     assert "Full training" in result.stdout
+
+
+def test_a_profile_proposed_again_is_not_trained_again(tmp_path: Path) -> None:
+    # 2 layers of width 4 or 8: 4 profiles. Asking for 6 trained trials cannot be met: once the
+    # 4 are scored every proposal is a repeat, and the search stops after 100 in a row.
+    space = SpaceConfig(layers=2, width_choices=None, width_min=4, width_max=8, width_step=4, frozen_layers=(1,))
+    config = replace(tiny_config(tmp_path / "runs", trials=6, sampler="random"), space=space).validate()
+    result = run_search(config, Budget(120, time.monotonic()))
+    trained = [t for t in result.trials if t.same_as is None]
+    repeats = [t for t in result.trials if t.same_as is not None]
+    assert len(trained) == 4 and len({t.widths for t in trained}) == 4
+    assert len(repeats) >= 100
+    by_number = {t.number: t for t in result.trials}
+    for repeat in repeats:
+        first = by_number[repeat.same_as]
+        assert repeat.state == "COMPLETE" and repeat.score == first.score and repeat.widths == first.widths
+        assert repeat.run_id is None and repeat.seconds == 0.0
+    assert len(result.completed()) == 4  # listed once
+    tracker = tracker_for(tmp_path / "runs")
+    assert len(tracker.children(result.parent_run_id)) == 4  # no MLflow run for a repeat

@@ -27,7 +27,7 @@ from search.tracking import Tracker
 from search.train import EpochMetrics
 
 TrialFunction = Callable[[Candidate, Callable[[EpochMetrics], None]], ProxyResult]
-MAX_REJECTED_IN_A_ROW = 100  # the sampler keeps proposing candidates over the limits: stop asking
+MAX_UNTRAINED_IN_A_ROW = 100  # the sampler keeps proposing candidates over the limits or scored: stop asking
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,11 @@ class LocalTrials:
         """
         while True:
             trials = self.study.get_trials(deepcopy=False)
-            # A rejected candidate (over a limit, never trained) does not count as a finished trial.
-            finished = sum(t.state.is_finished() and "rejected" not in t.user_attrs for t in trials)
+            # A candidate rejected (over a limit) or already scored is not trained: it does not count.
+            finished = sum(t.state.is_finished() and not untrained(t) for t in trials)
             if self.config.search.trials is not None and finished >= self.config.search.trials:
                 return
-            if rejected_in_a_row(trials) >= MAX_REJECTED_IN_A_ROW:
+            if untrained_in_a_row(trials) >= MAX_UNTRAINED_IN_A_ROW:
                 return
             if self.current_budget().remaining_s() <= expected_trial_s(trials):  # 0 before a completed trial
                 return
@@ -67,20 +67,44 @@ class LocalTrials:
         return current_budget(self.study, self.budget, self.whole_budget)
 
 
-def rejected_in_a_row(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """How many of the latest trials were rejected (over a limit), one after another."""
+def untrained(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial that trained nothing: its candidate was over a limit, or already scored."""
+    return "rejected" in trial.user_attrs or "same_as" in trial.user_attrs
+
+
+def untrained_in_a_row(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """How many of the latest trials trained nothing, one after another."""
     count = 0
     for trial in reversed(trials):
-        if "rejected" not in trial.user_attrs:
+        if not untrained(trial):
             break
         count += 1
     return count
+
+
+def scored_before(study: optuna.Study, candidate: Candidate) -> optuna.trial.FrozenTrial | None:
+    """The first complete trial of the same candidate: the proxy is a function of (seed, candidate)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get("widths") == candidate.label and \
+                trial.user_attrs.get("frozen_layers") == candidate.frozen_layers and "same_as" not in trial.user_attrs:
+            return trial
+    return None
 
 
 def run_one(ctx: LocalTrials) -> None:
     study, config, tracker, budget, emit = ctx.study, ctx.config, ctx.tracker, ctx.current_budget(), ctx.emit
     trial = study.ask()
     candidate = suggest_candidate(trial, config.space)
+    earlier = scored_before(study, candidate)
+    if earlier is not None:  # the sampler proposed it again: its score is known, training it again is waste
+        for key, value in earlier.user_attrs.items():
+            if key not in ("mlflow_run_id", "seconds", "epoch_s", "cached"):
+                trial.set_user_attr(key, value)
+        trial.set_user_attr("same_as", earlier.number)
+        trial.set_user_attr("seconds", 0.0)
+        study.tell(trial, earlier.values if len(earlier.values) > 1 else earlier.values[0])
+        end_trial(study, trial.number, emit, None)
+        return
     cost = ctx.measure(candidate)
     identity = trial_identity(candidate, cost)
     rejected = over_limit(cost, config.search)

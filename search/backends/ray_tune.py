@@ -31,15 +31,23 @@ import torch
 from optuna.trial import TrialState
 
 from models import parse_widths
-from search.backends.local import MAX_REJECTED_IN_A_ROW, cost_metrics, rejected_in_a_row
+from search.backends.local import MAX_UNTRAINED_IN_A_ROW, cost_metrics, untrained, untrained_in_a_row
 from search.budget import Budget, BudgetExhausted, current_budget, expected_trial_s, next_epoch_overruns
 from search.config import Config, ConfigError, SpaceConfig
 from search.cost import Cost, measure_cost, over_limit
 from search.data import TensorData
-from search.events import EpochDone, EventHandler, TrialEnded, TrialStarted
+from search.events import CandidateEnded, CandidateStarted, EpochDone, EventHandler, TrialEnded, TrialStarted
+from search.full import (
+    CandidateOutcome,
+    failed_summary,
+    finished_summary,
+    pick_candidates,
+    start_full_run,
+    train_candidate,
+)
 from search.pareto import completed_curves, dominated_at
 from search.proxy import Candidate, score_candidate
-from search.results import TrialSummary
+from search.results import FullSummary, TrialSummary
 from search.space import candidate_from, make_sampler, suggest_candidate, trial_identity
 from search.tracking import Tracker, is_local_uri
 from search.train import EpochMetrics
@@ -225,9 +233,9 @@ def make_searcher_class() -> type:
 
         def suggest(self, trial_id: str) -> dict | str | None:
             trials = self._ot_study.get_trials(deepcopy=False)
-            if rejected_in_a_row(trials) >= MAX_REJECTED_IN_A_ROW:
+            if untrained_in_a_row(trials) >= MAX_UNTRAINED_IN_A_ROW:
                 return Searcher.FINISHED
-            finished = sum(t.state.is_finished() and "rejected" not in t.user_attrs for t in trials)
+            finished = sum(t.state.is_finished() and not untrained(t) for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
             if self.trial_cap is not None and finished + running >= self.trial_cap:
                 return Searcher.FINISHED if running == 0 else None
@@ -460,3 +468,81 @@ class RayTrials:
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             self.study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
         self.tracker.close_running(self.parent_id, "KILLED", {"state": "pruned", "stopped": "Tune's time budget ended"})
+
+
+# -- the second phase on Ray workers -------------------------------------------------
+
+
+def full_task(widths: tuple[int, ...], data: TensorData, config: Config, run_id: str,
+              deadline_unix: float) -> CandidateOutcome:
+    """One candidate's full training, kernel analysis and artifacts on a Ray worker, under the
+    MLflow run ``run_id`` that the driver opened (the driver closes it)."""
+    import ray
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(config.ray.cpus_per_trial)))
+    tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
+    tracker.set_tags(run_id, {"ray_node_id": ray.get_runtime_context().get_node_id(), "device": str(device)})
+    deadline = time.monotonic() + (deadline_unix - time.time())
+    return train_candidate(widths, data.to(device), config, tracker, run_id, lambda event: None, deadline=deadline)
+
+
+def run_full_phase_on_ray(
+    config: Config,
+    budget: Budget,
+    data: TensorData,
+    tracker: Tracker,
+    parent_id: str,
+    study_name: str,
+    ranked: list[TrialSummary],
+    emit: EventHandler,
+) -> list[FullSummary]:
+    """The second phase as Ray tasks: each candidate trains on a worker with ``--cpus-per-trial``
+    CPUs and ``--gpus-per-full`` GPUs, as many at once as the cluster holds, all to the end of
+    the budget (a task that starts late stops early, as the local phase's candidates do). The
+    driver opens and closes each candidate's MLflow run; the worker logs its stages, analysis
+    and weights there and tags the run with its ``ray_node_id``. A task that raises, or whose
+    worker is lost, is a FAILED run with the error as a tag; the others go on."""
+    import ray
+
+    picked = pick_candidates(ranked, config.search.top_k)
+    if picked and budget.remaining_s() <= RAY_TEARDOWN_S:  # no time to start a task and shut Ray down
+        tracker.set_tags(parent_id, {"full_candidates": f"0 of the top {len(picked)}: the budget fit no more"})
+        return []
+    if not picked:
+        return []
+    absolute = replace(config, store=replace(config.store, path=config.store.path.resolve()))
+    task = ray.remote(full_task).options(num_cpus=config.ray.cpus_per_trial, num_gpus=config.ray.full_gpus,
+                                         max_retries=0)
+    shared = ray.put(data.to("cpu"))
+    deadline_unix = time.time() + budget.remaining_s() - RAY_TEARDOWN_S
+    pending: dict[Any, tuple[int, TrialSummary, str, float]] = {}
+    for rank, trial in enumerate(picked, start=1):
+        emit(CandidateStarted(rank, len(picked), trial.widths, trial.score, len(picked)))
+        run_id = start_full_run(tracker, config, parent_id, study_name, rank, trial)
+        ref = task.remote(trial.widths, shared, absolute, run_id, deadline_unix)
+        pending[ref] = (rank, trial, run_id, time.monotonic())
+    summaries: list[FullSummary] = []
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=max(1.0, deadline_unix + RAY_TEARDOWN_S - time.time()))
+        if not done:  # past the budget: what has not returned is cancelled
+            for ref, (rank, trial, run_id, started) in pending.items():
+                ray.cancel(ref, force=True)
+                summaries.append(failed_summary(rank, trial, "cancelled: the budget was spent before it returned",
+                                                time.monotonic() - started, tracker, run_id))
+            break
+        for ref in done:
+            rank, trial, run_id, started = pending.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except Exception as failure:  # the task raised (RayTaskError wraps it) or its worker died
+                cause = getattr(failure, "cause", None) or failure
+                summary = failed_summary(rank, trial, f"{type(cause).__name__}: {cause}",
+                                         time.monotonic() - started, tracker, run_id)
+            else:
+                tracker.end_run(run_id, "FINISHED")
+                summary = finished_summary(rank, trial, outcome, run_id)
+            summaries.append(summary)
+            emit(CandidateEnded(summary))
+    return sorted(summaries, key=lambda f: f.rank)
