@@ -137,6 +137,15 @@ def warn_fractional_gpus(config: Config, warn: Callable[[str], None]) -> None:
 # -- the trainable (runs on the workers) ---------------------------------------------
 
 
+def worker_device(config: Config) -> torch.device:
+    """The GPU Ray gave this task (it sets CUDA_VISIBLE_DEVICES), else the CPU with as many
+    torch threads as the task's CPUs."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(config.ray.cpus_per_trial)))
+    return device
+
+
 @dataclass(frozen=True)
 class TrialContext:
     """What every trial needs besides its suggested widths; pickled once into the object store."""
@@ -155,9 +164,7 @@ def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
 
     config = context.config
     candidate = candidate_from(params, config.space)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, int(config.ray.cpus_per_trial)))
+    device = worker_device(config)
     on_device = data.to(device)
     tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
     cost = measure_cost(candidate, on_device, config.model, config.search.latency_batch)  # on this worker's device
@@ -479,9 +486,7 @@ def full_task(widths: tuple[int, ...], data: TensorData, config: Config, run_id:
     MLflow run ``run_id`` that the driver opened (the driver closes it)."""
     import ray
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, int(config.ray.cpus_per_trial)))
+    device = worker_device(config)
     tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
     tracker.set_tags(run_id, {"ray_node_id": ray.get_runtime_context().get_node_id(), "device": str(device)})
     deadline = time.monotonic() + (deadline_unix - time.time())
