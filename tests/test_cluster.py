@@ -103,30 +103,6 @@ def cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 400) -
 
 
 @pytest.mark.slow
-def test_a_search_on_a_ray_cluster_keeps_the_local_layout(tmp_path: Path, ray_head: RayHead) -> None:
-    result = cli(["run", "--backend", "ray", "--address", ray_head.gcs_address, *TINY, "--trials", "3",
-                  "--budget", "4m", "--max-concurrent", "2"], tmp_path, ray_head.client_env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Top candidates" in result.stdout
-
-    study = load_only_study(tmp_path / "runs")
-    trials = study.get_trials()
-    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert all(len(t.user_attrs["widths"].split("-")) == 2 and t.user_attrs["trained_params"] > 0 for t in trials)
-
-    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
-    parent = tracker.get_run(study.user_attrs["mlflow_parent_run_id"])
-    assert parent.info.status == "FINISHED"
-    children = tracker.children(parent.info.run_id)
-    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
-    assert {c.info.run_id for c in children} == {t.user_attrs["mlflow_run_id"] for t in trials}
-    for child in children:
-        assert child.data.tags["backend"] == "ray" and child.data.tags["phase"] == "proxy"
-        history = tracker.client.get_metric_history(child.info.run_id, "val_acc")
-        assert sorted(m.step for m in history) == [1, 2]
-
-
-@pytest.mark.slow
 def test_a_search_submitted_as_a_ray_job_runs_to_success(tmp_path: Path, ray_head: RayHead) -> None:
     store = tmp_path / "jobstore"
     submitted = cli(["submit", "--address", ray_head.dashboard_url, "--working-dir", str(ROOT), "--",
@@ -289,16 +265,30 @@ def test_a_pareto_ray_search_rejects_over_the_limit_and_records_both_objectives(
 
 
 @pytest.mark.slow
-def test_the_second_phase_trains_its_candidates_as_ray_tasks_on_the_cluster(tmp_path: Path, ray_head: RayHead) -> None:
+def test_a_search_on_a_ray_cluster_keeps_the_local_layout_and_trains_its_candidates_on_the_workers(
+        tmp_path: Path, ray_head: RayHead) -> None:
     result = cli(["run", "--backend", "ray", "--address", ray_head.gcs_address, *TINY[:-4], "--pruner", "none",
-                  "--trials", "3", "--top-k", "2", "--epochs-per-stage", "2", "--budget", "4m"], tmp_path,
-                 ray_head.client_env)
+                  "--trials", "3", "--max-concurrent", "2", "--top-k", "2", "--epochs-per-stage", "2",
+                  "--budget", "4m"], tmp_path, ray_head.client_env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Full training" in result.stdout
+    assert "Top candidates" in result.stdout and "Full training" in result.stdout
 
     study = load_only_study(tmp_path / "runs")
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(len(t.user_attrs["widths"].split("-")) == 2 and t.user_attrs["trained_params"] > 0 for t in trials)
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     parent_id = study.user_attrs["mlflow_parent_run_id"]
+    assert tracker.get_run(parent_id).info.status == "FINISHED"
+    proxy = [r for r in tracker.children(parent_id) if r.data.tags.get("phase") == "proxy"]
+    assert len(proxy) == 3 and all(c.info.status == "FINISHED" for c in proxy)
+    assert {c.info.run_id for c in proxy} == {t.user_attrs["mlflow_run_id"] for t in trials}
+    for child in proxy:
+        assert child.data.tags["backend"] == "ray"
+        history = tracker.client.get_metric_history(child.info.run_id, "val_acc")
+        assert sorted(m.step for m in history) == [1, 2]
+
+    # The second phase: each candidate a Ray task on the cluster's workers.
     full = [r for r in tracker.children(parent_id) if r.data.tags.get("phase") == "full"]
     assert len(full) == 2
     for run in full:
