@@ -22,6 +22,8 @@ from search.config import ModelConfig, SearchConfig
 from search.data import TensorData
 from search.proxy import Candidate, build_model
 
+# What a trial records of its cost (Cost.record's keys), as MLflow params and Optuna user attributes.
+COST_ATTRS = ("trained_params", "frozen_params", "total_params", "macs", "latency_ms")
 LATENCY_WARMUP = 2
 LATENCY_REPEATS = 5
 

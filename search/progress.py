@@ -22,6 +22,7 @@ from search.events import (
     TrialEnded,
     TrialStarted,
 )
+from search.pareto import pareto_front
 from search.results import SearchResult, SlimReport, TrialSummary
 from search.validate import SweepRow, ValidationResult, seeds_needed
 
@@ -172,8 +173,6 @@ def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
 
 def pareto_table(result: SearchResult) -> Table:
     """The front of a pareto search, cheapest first, with every cost and how far each was trained."""
-    from search.pareto import pareto_front
-
     table = Table(title=f"Pareto front of {result.study_name}: proxy accuracy against {result.cost}",
                   caption="params: all layers', MACs: multiply-adds per image, ms: latency of one batch, "
                   "full: validation accuracy after full training")

@@ -14,8 +14,8 @@ import dataclasses
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -76,7 +76,7 @@ def slim_model(
     batch_size: int = 128,
     seed: int = 0,
     latency_batch: int = 64,
-    on_epoch: Any = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
     deadline: float | None = None,
 ) -> tuple[ConvNet, SlimReport]:
     """Remove ``model``'s lazy kernels (``stats``), fine-tune ``epochs`` at ``lr``, measure both.
@@ -103,7 +103,7 @@ def slim_model(
             fit(small, data.x_train, data.y_train, data.x_val, data.y_val, settings, on_epoch=epoch_done)
         except StopTraining:
             pass
-    _, tuned_acc = evaluate(small, data.x_val, data.y_val, batch_size)
+    tuned_acc = history[-1].val_acc if history else removed_acc  # fit evaluated every epoch
     report = SlimReport(
         widths=model.widths, slim_widths=small.widths,
         params=sum(p.numel() for p in model.parameters()), slim_params=sum(p.numel() for p in small.parameters()),

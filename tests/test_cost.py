@@ -11,7 +11,7 @@ from conftest import load_only_study, tiny_config
 from models import ConvNet
 from search.budget import Budget
 from search.config import ConfigError, ModelConfig, SearchConfig
-from search.cost import Cost, count_macs, measure_cost, over_limit
+from search.cost import COST_ATTRS, Cost, count_macs, measure_cost, over_limit
 from search.data import TensorData
 from search.pareto import dominates, pareto_front
 from search.proxy import Candidate
@@ -34,6 +34,7 @@ def test_parameter_and_multiply_add_counts_equal_hand_computed_values() -> None:
     cost = measure_cost(Candidate((2, 3), 1), data, ModelConfig(hidden=(5,)), batch_size=4)
     assert (cost.trained_params, cost.frozen_params, cost.total_params) == (conv2 + linear1 + linear2, conv1, 154)
     assert cost.macs == 1222 and cost.latency_ms > 0
+    assert tuple(cost.record()) == COST_ATTRS  # what the Ray driver copies into Optuna
 
 
 def test_limits_name_the_first_one_a_cost_is_over() -> None:

@@ -34,7 +34,7 @@ from models import parse_widths
 from search.backends.local import MAX_UNTRAINED_IN_A_ROW, cost_metrics, untrained, untrained_in_a_row
 from search.budget import Budget, BudgetExhausted, current_budget, expected_trial_s, next_epoch_overruns
 from search.config import Config, ConfigError, SpaceConfig
-from search.cost import Cost, measure_cost, over_limit
+from search.cost import COST_ATTRS, measure_cost, over_limit
 from search.data import TensorData
 from search.events import CandidateEnded, CandidateStarted, EpochDone, EventHandler, TrialEnded, TrialStarted
 from search.full import (
@@ -260,7 +260,7 @@ def make_searcher_class() -> type:
             trial = self._ot_trials.get(trial_id)
             if trial is None or not result:
                 return
-            for key in (*Cost(0, 0, 0, 0.0).record(), "widths", "frozen_layers", "mlflow_run_id", "seconds",
+            for key in (*COST_ATTRS, "widths", "frozen_layers", "mlflow_run_id", "seconds",
                         "epoch_s", "rejected"):
                 if key in result:
                     trial.set_user_attr(key, result[key])
