@@ -56,15 +56,19 @@ def value_entropy(weight: torch.Tensor, bins: int = DEFAULT_BINS) -> torch.Tenso
     return -(p * torch.log2(p.clamp_min(1e-30))).sum(dim=1) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-def _transforms(w: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {
-        "mirror_lr": w.flip(-1),
-        "mirror_ud": w.flip(-2),
-        "same_rows": w.roll(1, dims=-2),
-        "same_cols": w.roll(1, dims=-1),
-        "rot90": w.rot90(1, dims=(-2, -1)),
-        "rot180": w.rot90(2, dims=(-2, -1)),
-    }
+TRANSFORMS = {
+    "mirror_lr": lambda w: w.flip(-1),
+    "mirror_ud": lambda w: w.flip(-2),
+    "same_rows": lambda w: w.roll(1, dims=-2),
+    "same_cols": lambda w: w.roll(1, dims=-1),
+    "rot90": lambda w: w.rot90(1, dims=(-2, -1)),
+    "rot180": lambda w: w.rot90(2, dims=(-2, -1)),
+}
+
+
+def transform(symmetry: str, w: torch.Tensor) -> torch.Tensor:
+    """``w`` (``(..., kh, kw)``) under the transform that defines ``symmetry`` (one of SYMMETRIES)."""
+    return TRANSFORMS[symmetry](w)
 
 
 def symmetry_scores(weight: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -78,7 +82,8 @@ def symmetry_scores(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     w = weight.detach().float()
     norm = w.flatten(1).norm(dim=1)
     scores = {}
-    for name, transformed in _transforms(w).items():
+    for name in SYMMETRIES:
+        transformed = transform(name, w)
         gap = (w - transformed).flatten(1).norm(dim=1)
         total = norm + transformed.flatten(1).norm(dim=1)
         scores[name] = torch.where(total > 0, 1 - gap / total.clamp_min(1e-30), torch.ones_like(total))

@@ -52,6 +52,12 @@ _EXPORTS = {
     "load_checkpoint": "search.analysis",
     "StopTraining": "search.train",
     "Tracker": "search.tracking",
+    "run_trial": "search.trial",
+    "TrialOutcome": "search.trial",
+    "simplify_model": "search.simplify",
+    "SimplifyReport": "search.results",
+    "slim_model": "search.slim",
+    "SlimReport": "search.results",
 }
 
 __all__ = sorted(_EXPORTS)

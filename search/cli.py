@@ -21,6 +21,8 @@ from search.config import (
     PRUNERS,
     SAMPLERS,
     SCORERS,
+    SIMPLIFY_SWEEP,
+    SIMPLIFY_THRESHOLD,
     Config,
     ConfigError,
     StoreConfig,
@@ -191,6 +193,32 @@ def build_parser() -> Parser:
     slim.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
     add_config_argument(slim)
 
+    simplify = commands.add_parser(
+        "simplify",
+        help="snap near-symmetric kernels to their symmetric form, freeze them, fine-tune the rest",
+        description="Load the weights logged by a full-training run, replace every kernel whose best symmetry "
+        "score (mirror left-right or up-down, identical rows or columns, rotation by 90 or 180 degrees) is at least "
+        "the threshold by its exact symmetric projection, freeze those kernels, fine-tune the others briefly at half "
+        "the full recipe's rate, and report per layer the kernels snapped, the free kernel weights before and after, "
+        "and validation accuracy before, right after snapping and after fine-tuning. A child MLflow run of RUN_ID "
+        "holds the table, pictures of the kernels before and after, and (for one threshold) the weights. With "
+        "--sweep: several thresholds, each from the trained weights, plus a control (nothing snapped, fine-tuned "
+        "the same), as a table and a plot of accuracy against the share of weights removed.",
+    )
+    add_logged_model_arguments(simplify, lazy=False)
+    simplify.add_argument("--threshold", type=float, metavar="S", help="snap kernels whose best symmetry score is "
+                          f">= S, in (0, 1] (default {SIMPLIFY_THRESHOLD})")
+    simplify.add_argument("--sweep", nargs="?", const=",".join(f"{s:g}" for s in SIMPLIFY_SWEEP), metavar="S,S,...",
+                          help="instead: each of these thresholds and the control (default "
+                          f"{','.join(f'{s:g}' for s in SIMPLIFY_SWEEP)})")
+    simplify.add_argument("--layers", dest="simplify_layers", metavar="L,L,...", help="only these conv layers, "
+                          "1-based (default: all)")
+    simplify.add_argument("--fine-tune-epochs", type=int, metavar="E", help="epochs of fine-tuning (default 4)")
+    simplify.add_argument("--fine-tune-lr", type=float, metavar="LR", help="learning rate of the fine-tuning "
+                          "(default: half the full recipe's --lr)")
+    simplify.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
+    add_config_argument(simplify)
+
     submit = commands.add_parser(
         "submit",
         help="submit a search to a Ray cluster as a job",
@@ -284,13 +312,15 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see search run --help)")
 
 
-def add_logged_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """RUN_ID, the store and where its data lives, for the commands that load a logged model."""
+def add_logged_model_arguments(parser: argparse.ArgumentParser, lazy: bool = True) -> None:
+    """RUN_ID, the store and where its data lives (and the lazy-kernel threshold where ``lazy``),
+    for the commands that load a logged model."""
     parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run that holds model/model.pt")
     add_store_arguments(parser, tracking=True)
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the run's torchvision dataset lives "
                         "on this machine, if not where it was trained")
-    parser.add_argument("--lazy-threshold", type=float, metavar="A", help="lazy-kernel threshold (default: the "
+    if lazy:
+        parser.add_argument("--lazy-threshold", type=float, metavar="A", help="lazy-kernel threshold (default: the "
                         "run's, else 0.005)")
 
 
@@ -300,8 +330,9 @@ def logged_model_store(args: argparse.Namespace) -> StoreConfig:
     if store.tracking_uri is None and not (store.path / "mlflow.db").is_file():
         fail(f"no tracking store in {str(store.path)!r}; pass --store or --tracking-uri")
     require_tracking_server(store.tracking_uri)
-    if args.lazy_threshold is not None and not 0 <= args.lazy_threshold <= 1:
-        fail(f"lazy threshold {args.lazy_threshold!r} must be an accuracy change in [0, 1]")
+    lazy_threshold = getattr(args, "lazy_threshold", None)
+    if lazy_threshold is not None and not 0 <= lazy_threshold <= 1:
+        fail(f"lazy threshold {lazy_threshold!r} must be an accuracy change in [0, 1]")
     return store
 
 
@@ -549,6 +580,61 @@ def cmd_slim(args: argparse.Namespace) -> int:
     return 0
 
 
+def simplify_thresholds(args: argparse.Namespace) -> list[float | None]:
+    """The thresholds ``search simplify`` runs: one (``--threshold``), or the sweep's and the
+    control (``None``); each checked to lie in (0, 1]."""
+    if args.sweep is not None and args.threshold is not None:
+        fail("give --threshold S or --sweep S,S,..., not both")
+    if args.sweep is None:
+        values = [SIMPLIFY_THRESHOLD if args.threshold is None else args.threshold]
+    else:
+        values = []
+        for text in args.sweep.split(","):
+            try:
+                values.append(float(text))
+            except ValueError:
+                fail(f"--sweep {args.sweep!r}: {text.strip()!r} is not a number")
+    for value in values:
+        if not 0 < value <= 1:
+            fail(f"threshold {value!r} must be a symmetry score in (0, 1]")
+    if args.sweep is None:
+        return list(values)
+    return [None, *sorted(set(values), reverse=True)]
+
+
+def simplify_layers(args: argparse.Namespace) -> list[int] | None:
+    """``--layers`` as 1-based layer numbers (``simplify_run`` checks them against the model)."""
+    if args.simplify_layers is None:
+        return None
+    chosen = []
+    for text in args.simplify_layers.split(","):
+        if not text.strip().isdigit() or int(text) < 1:
+            fail(f"--layers {args.simplify_layers!r}: {text.strip()!r} is not a layer number (1, 2, ...)")
+        chosen.append(int(text))
+    return sorted(set(chosen))
+
+
+def cmd_simplify(args: argparse.Namespace) -> int:
+    store = logged_model_store(args)
+    config = config_from_args(args)
+    if args.fine_tune_lr is not None and not args.fine_tune_lr > 0:
+        fail(f"fine-tune learning rate {args.fine_tune_lr!r} must be positive")
+    thresholds = simplify_thresholds(args)
+    layers = simplify_layers(args)
+    from search.progress import console, simplify_line, simplify_table
+    from search.session import resolve_device
+    from search.simplify import simplify_run
+
+    quiet_libraries()
+    reports = simplify_run(store, args.run_id, config.full, thresholds, config.full.fine_tune_epochs,
+                           args.fine_tune_lr, layers, resolve_device(config.search.device), args.data_dir,
+                           on_report=lambda r: console.print(simplify_line(r)))
+    console.print(simplify_table(reports))
+    kept = "the simplified weights, " if len(reports) == 1 else ""
+    console.print(f"{kept}table and pictures in run {reports[0].run_id} (a child of {args.run_id})")
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     rest = list(args.search_args)
     if rest[:1] == ["--"]:
@@ -668,6 +754,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_submit(args)
         if args.command == "slim":
             return cmd_slim(args)
+        if args.command == "simplify":
+            return cmd_simplify(args)
         if args.command == "jobs":
             return cmd_jobs(args)
         return cmd_ui(args)

@@ -122,9 +122,15 @@ class FullTrainConfig:
     # lazy when zeroing it changes validation accuracy by less than lazy_threshold.
     analysis_images: int = 512
     lazy_threshold: float = 0.005
-    # search slim / search run --slim: epochs of fine-tuning after the lazy kernels are removed
-    # (at half the peak lr; benchmarks/slim_vs_scratch.py).
+    # search slim / search run --slim / search simplify: epochs of fine-tuning after the lazy
+    # kernels are removed or the symmetric ones snapped (at half the peak lr; benchmarks/slim_vs_scratch.py).
     fine_tune_epochs: int = 4
+
+
+# search simplify: kernels whose best symmetry score is >= the threshold are snapped; --sweep
+# runs these thresholds (and a control that snaps nothing).
+SIMPLIFY_THRESHOLD = 0.9
+SIMPLIFY_SWEEP = (0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4)
 
 
 @dataclass(frozen=True)
@@ -471,8 +477,6 @@ def _validate_search(search: SearchConfig) -> None:
         raise ConfigError(f"unknown backend {search.backend!r}; choose one of {', '.join(BACKENDS)}")
     if search.scorer not in SCORERS:
         raise ConfigError(f"unknown scorer {search.scorer!r}; choose one of {', '.join(SCORERS)}")
-    if search.backend == "ray" and search.scorer != "proxy":
-        raise ConfigError(f"scorer {search.scorer!r} runs with the local backend; the Ray backend runs the proxy")
     if not isinstance(search.top_k, int) or search.top_k < 0:
         raise ConfigError(f"top-k {search.top_k!r} must be a non-negative integer")
     if not 0 <= search.full_fraction < 1:

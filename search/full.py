@@ -132,9 +132,8 @@ def train_candidate(
     if model.widths != result.widths:
         kept = f"kept {format_widths(model.widths)} (stage {result.kept_stage + 1}): its best validation accuracy"
         note = f"{note}; {kept}" if note else kept
+    log_model(tracker, run_id, model, checkpoint_meta(config, result))
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint = save_checkpoint(model, Path(folder) / CHECKPOINT_FILE, checkpoint_meta(config, result))
-        tracker.log_artifacts(run_id, checkpoint.parent, "model")
         seconds = None if deadline is None else deadline - time.monotonic() - PICTURES_S
         analysis = analyse(model, data, config.full.analysis_images, config.full.lazy_threshold, seconds)
         if analysis is None:
@@ -279,6 +278,14 @@ class LoggedModel:
     model: ConvNet
     meta: dict[str, Any]
     data: TensorData
+
+
+def log_model(tracker: Tracker, run_id: str, model: ConvNet, meta: dict[str, Any]) -> None:
+    """Log ``model`` (weights, architecture, ``meta``) as ``model/model.pt`` of ``run_id``: what
+    ``load_logged_model`` and the commands that take a RUN_ID load."""
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = save_checkpoint(model, Path(folder) / CHECKPOINT_FILE, meta)
+        tracker.log_artifacts(run_id, checkpoint.parent, "model")
 
 
 def load_logged_model(store: StoreConfig, run_id: str, data_dir: Path | None = None) -> LoggedModel:

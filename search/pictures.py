@@ -16,11 +16,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from models import ConvNet
+from models import ConvNet, format_widths
 from models.kernels import LayerStats
+from models.symmetry import LayerPlan
 
 if TYPE_CHECKING:
-    from search.results import FullSummary, TrialSummary
+    from search.results import FullSummary, SimplifyReport, TrialSummary
     from search.validate import SweepRow
 
 GAP = 1  # pixels between cells of a mosaic
@@ -76,29 +77,78 @@ def first_layer_filters(model: ConvNet, stats: LayerStats, path: Path) -> Path:
     return _save(figure, path)
 
 
+def _strongest_slices(weight: torch.Tensor) -> torch.Tensor:
+    """Per kernel, the input channel whose 3x3 slice has the largest norm."""
+    return weight.flatten(2).norm(dim=2).argmax(dim=1)
+
+
+def _grid_on(axes: Axes, cells: np.ndarray, boxed: Sequence[bool], title: str) -> None:
+    """Kernel cells (each scaled to its own peak) in a mosaic; the cells where ``boxed`` is true
+    framed in grey."""
+    columns = _columns(len(cells))
+    axes.imshow(_mosaic(_symmetric_scale(cells), columns), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    h, w = cells.shape[1:]
+    for rank, box in enumerate(boxed):
+        if box:
+            r, c = divmod(rank, columns)
+            axes.add_patch(Rectangle((c * (w + GAP) - 0.5, r * (h + GAP) - 0.5), w, h, fill=False,
+                                     edgecolor="0.4", linewidth=1.2))
+    axes.set_axis_off()
+    axes.set_title(title, fontsize=8)
+
+
 def kernel_grid(model: ConvNet, stats: LayerStats, path: Path) -> Path:
     """One layer's kernels sorted by importance; each cell is the 3x3 slice of the input channel
     with the largest norm; lazy kernels are boxed in grey."""
     weight = model.convs()[stats.layer].weight.detach().float().cpu()
     order = stats.order()
-    strongest = weight.flatten(2).norm(dim=2).argmax(dim=1)  # (out,)
-    cells = weight[torch.arange(len(weight)), strongest].numpy()[order]
-    columns = _columns(len(cells))
+    cells = weight[torch.arange(len(weight)), _strongest_slices(weight)].numpy()[order]
     figure = Figure(figsize=(5, 5))
+    _grid_on(figure.add_subplot(), cells, [stats.lazy[i] for i in order],
+             f"layer {stats.layer + 1}: {stats.width} kernels by importance, {stats.width - stats.learned_width} lazy "
+             "(boxed)")
+    return _save(figure, path)
+
+
+def simplified_kernels(original: ConvNet, simplified: ConvNet, plan: LayerPlan, path: Path) -> Path:
+    """One layer's kernels before and after simplification, side by side, most symmetric first;
+    each cell is the original's strongest 3x3 slice; the snapped kernels are boxed in grey."""
+    before = original.convs()[plan.layer].weight.detach().float().cpu()
+    after = simplified.convs()[plan.layer].weight.detach().float().cpu()
+    order = sorted(range(len(before)), key=lambda k: (-plan.score[k], k))
+    rows, slices = torch.arange(len(before)), _strongest_slices(before)
+    boxed = [plan.chosen[k] for k in order]
+    figure = Figure(figsize=(9, 4.5))
+    _grid_on(figure.add_subplot(1, 2, 1), before[rows, slices].numpy()[order], boxed,
+             f"layer {plan.layer + 1}: trained, most symmetric first")
+    _grid_on(figure.add_subplot(1, 2, 2), after[rows, slices].numpy()[order], boxed,
+             f"simplified: {plan.simplified} of {len(before)} snapped (boxed), after fine-tuning")
+    return _save(figure, path)
+
+
+def simplify_sweep(reports: Sequence[SimplifyReport], path: Path) -> Path:
+    """Accuracy against the share of kernel weights removed, one point per threshold; the
+    control (nothing snapped, fine-tuned the same) as a line."""
+    snapped = sorted((r for r in reports if r.threshold is not None), key=lambda r: r.removed_share)
+    figure = Figure(figsize=(5.5, 3.6))
     axes = figure.add_subplot()
-    axes.imshow(_mosaic(_symmetric_scale(cells), columns), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-    h, w = cells.shape[1:]
-    for rank, index in enumerate(order):
-        if stats.lazy[index]:
-            r, c = divmod(rank, columns)
-            axes.add_patch(Rectangle((c * (w + GAP) - 0.5, r * (h + GAP) - 0.5), w, h, fill=False,
-                                     edgecolor="0.4", linewidth=1.2))
-    axes.set_axis_off()
-    axes.set_title(
-        f"layer {stats.layer + 1}: {stats.width} kernels by importance, {stats.width - stats.learned_width} lazy "
-        "(boxed)",
-        fontsize=8,
-    )
+    removed = [100 * r.removed_share for r in snapped]
+    axes.axhline(reports[0].val_acc, color="0.5", linestyle=":", label="trained")
+    for r in reports:
+        if r.threshold is None:
+            axes.axhline(r.tuned_acc, color="tab:green", linestyle="--", label="fine-tuned, nothing snapped")
+    axes.plot(removed, [r.projected_acc for r in snapped], "o--", color="tab:red", label="right after snapping")
+    axes.plot(removed, [r.tuned_acc for r in snapped], "o-", color="tab:blue", label="after fine-tuning")
+    labelled = None  # from the right; a point within 2 % of the last labelled one keeps no label
+    for r, x in reversed(list(zip(snapped, removed, strict=True))):
+        if labelled is None or labelled - x > 2:
+            axes.annotate(f"S={r.threshold:g}", (x, r.tuned_acc), textcoords="offset points", xytext=(3, 4),
+                          fontsize=7)
+            labelled = x
+    axes.set_xlabel("free kernel weights removed (%)")
+    axes.set_ylabel("validation accuracy")
+    axes.set_title(f"{format_widths(reports[0].widths)}: simplification sweep", fontsize=9)
+    axes.legend(fontsize=7)
     return _save(figure, path)
 
 

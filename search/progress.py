@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 from rich.console import Console
@@ -23,7 +24,7 @@ from search.events import (
     TrialStarted,
 )
 from search.pareto import pareto_front
-from search.results import SearchResult, SlimReport, TrialSummary
+from search.results import SearchResult, SimplifyReport, SlimReport, TrialSummary
 from search.validate import SweepRow, ValidationResult, seeds_needed
 
 console = Console(highlight=False)
@@ -203,6 +204,45 @@ def slim_table(report: SlimReport) -> Table:
                   f"{report.latency_ms:.3g}", f"{report.val_acc:.4f}")
     table.add_row("slimmed", format_widths(report.slim_widths), f"{report.slim_params:,}", f"{report.slim_macs:,}",
                   f"{report.slim_latency_ms:.3g}", f"{report.removed_acc:.4f} -> {report.tuned_acc:.4f}")
+    return table
+
+
+def simplify_line(report: SimplifyReport) -> str:
+    """One line per threshold as a sweep goes."""
+    what = "control (nothing snapped)" if report.threshold is None else f"S={report.threshold:g}"
+    return (f"{what}: {report.simplified} of {sum(report.widths)} kernels snapped, "
+            f"{100 * report.removed_share:.2f} % of kernel weights "
+            f"removed; val_acc {report.val_acc:.4f} -> {report.projected_acc:.4f} -> {report.tuned_acc:.4f} "
+            f"({report.seconds:.1f} s)")
+
+
+def simplify_table(reports: Sequence[SimplifyReport]) -> Table:
+    """One threshold: a row per conv layer and the total. A sweep: a row per threshold."""
+    first = reports[0]
+    tuned = f"{first.epochs} epochs of fine-tuning at lr {first.lr:.3g}" if first.epochs else "no fine-tuning"
+    if len(reports) == 1:
+        table = Table(title=f"Simplified {format_widths(first.widths)} at S={first.threshold:g}: {tuned}",
+                      caption=f"val_acc: trained {first.val_acc:.4f} -> snapped {first.projected_acc:.4f} -> "
+                      f"fine-tuned {first.tuned_acc:.4f}; free: kernel weights (biases not counted); snapped "
+                      "kernels are frozen during fine-tuning")
+        for column in ("layer", "kernels", "snapped", "by symmetry", "free before", "free after", "removed"):
+            table.add_column(column, justify="left" if column == "by symmetry" else "right", no_wrap=True)
+        for p in first.plans:
+            by = ", ".join(f"{name} {n}" for name, n in p.counts().items() if n)
+            table.add_row(str(p.layer + 1), str(len(p.chosen)), str(p.simplified), by, f"{p.free_before:,}",
+                          f"{p.free_after:,}", f"{100 * (1 - p.free_after / p.free_before):.1f} %")
+        table.add_row("all", str(sum(first.widths)), str(first.simplified), "", f"{first.free_before:,}",
+                      f"{first.free_after:,}", f"{100 * first.removed_share:.2f} %")
+        return table
+    table = Table(title=f"Simplification sweep of {format_widths(first.widths)}: {tuned}, each from the trained "
+                  "weights", caption="val_acc: trained -> right after snapping -> after fine-tuning; control: "
+                  "nothing snapped, fine-tuned the same")
+    for column in ("S", "snapped", "free after", "removed", "trained", "snapped", "fine-tuned"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for r in reports:
+        table.add_row("control" if r.threshold is None else f"{r.threshold:g}", str(r.simplified),
+                      f"{r.free_after:,}", f"{100 * r.removed_share:.2f} %", f"{r.val_acc:.4f}",
+                      f"{r.projected_acc:.4f}", f"{r.tuned_acc:.4f}")
     return table
 
 

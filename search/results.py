@@ -6,7 +6,7 @@ Widths stay tuples here; they become text (``16-32-64``) only where they are pri
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from models import format_widths, parse_widths
+from models.kernels import SYMMETRIES
+from models.symmetry import LayerPlan
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,57 @@ class SlimReport:
     def summary(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "widths": format_widths(self.widths),
                 "slim_widths": format_widths(self.slim_widths)}
+
+
+@dataclass(frozen=True)
+class SimplifyReport:
+    """Kernels snapped to their symmetric form at one threshold, frozen, the rest fine-tuned."""
+
+    threshold: float | None  # kernels whose best symmetry score is >= this were snapped; None: the control
+    widths: tuple[int, ...]
+    plans: tuple[LayerPlan, ...]  # per conv layer: each kernel's best symmetry, score, snapped or not
+    val_acc: float  # the trained network
+    projected_acc: float  # right after snapping, before fine-tuning
+    tuned_acc: float  # after fine-tuning the kernels that were not snapped
+    epochs: int  # fine-tuning epochs run
+    lr: float
+    seconds: float
+    run_id: str | None = None  # the child run that holds the simplified weights
+
+    @property
+    def simplified(self) -> int:
+        return sum(p.simplified for p in self.plans)
+
+    @property
+    def free_before(self) -> int:
+        return sum(p.free_before for p in self.plans)
+
+    @property
+    def free_after(self) -> int:
+        return sum(p.free_after for p in self.plans)
+
+    @property
+    def removed_share(self) -> float:
+        """The share of the conv layers' free kernel weights that snapping removed."""
+        return 1 - self.free_after / self.free_before
+
+    def metrics(self) -> dict[str, float]:
+        return {"val_acc": self.val_acc, "projected_acc": self.projected_acc, "tuned_acc": self.tuned_acc,
+                "kernels_simplified": float(self.simplified), "free_weights": float(self.free_before),
+                "free_weights_after": float(self.free_after), "removed_share": self.removed_share}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per conv layer and one for the whole network, for a CSV."""
+        def row(layer: str, plans: Sequence[LayerPlan]) -> dict[str, Any]:
+            counts = {s: sum(p.counts()[s] for p in plans) for s in SYMMETRIES}
+            return {"threshold": "control" if self.threshold is None else self.threshold, "layer": layer,
+                    "kernels": sum(len(p.chosen) for p in plans),
+                    "simplified": sum(p.simplified for p in plans), **counts,
+                    "free_before": sum(p.free_before for p in plans), "free_after": sum(p.free_after for p in plans)}
+
+        network = {"val_acc": self.val_acc, "projected_acc": self.projected_acc, "tuned_acc": self.tuned_acc}
+        blank = dict.fromkeys(network, "")  # accuracies are the whole network's
+        return [{**row(str(p.layer + 1), [p]), **blank} for p in self.plans] + [{**row("all", self.plans), **network}]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,11 +21,11 @@ import torch
 from models import ConvNet, format_widths
 from models.kernels import LayerStats
 from models.slim import slim
-from search.analysis import CHECKPOINT_FILE, analyse, save_checkpoint
+from search.analysis import analyse
 from search.config import FullTrainConfig, StoreConfig
 from search.cost import count_macs, latency_ms
 from search.data import TensorData
-from search.full import load_logged_model
+from search.full import load_logged_model, log_model
 from search.results import SlimReport
 from search.train import CosineDecay, EpochMetrics, StopTraining, TrainSettings, evaluate, fit
 
@@ -150,11 +149,8 @@ def slim_run(
         report = dataclasses.replace(report, run_id=child)
         tracker.log_params(child, {"slim_widths": format_widths(report.slim_widths)})
         tracker.log_metrics(child, report.metrics())
-        with tempfile.TemporaryDirectory() as folder:
-            meta = {**logged.meta, "val_acc": report.tuned_acc, "target": format_widths(report.slim_widths),
-                    "slimmed_from": run_id}
-            save_checkpoint(small.cpu(), Path(folder) / CHECKPOINT_FILE, meta)
-            tracker.log_artifacts(child, Path(folder), "model")
+        log_model(tracker, child, small, {**logged.meta, "val_acc": report.tuned_acc,
+                                          "target": format_widths(report.slim_widths), "slimmed_from": run_id})
         tracker.log_text(child, json.dumps(report.summary(), indent=2), "slim.json")
     tracker.set_tags(run_id, {"slim_run_id": child, "slim_widths": format_widths(report.slim_widths)})
     return report

@@ -59,17 +59,6 @@ def narrowest(space: SpaceConfig) -> Candidate:
     return Candidate(tuple(min(space.choices(layer)) for layer in range(space.layers)), min(space.frozen_layers))
 
 
-def candidate_from(params: dict[str, Any], space: SpaceConfig) -> Candidate:
-    """The candidate of a trial's parameters (as ``suggest_candidate`` named them).
-
-    Example:
-        >>> candidate_from({"width_1": 8, "width_2": 16}, SpaceConfig(layers=2, frozen_layers=(1,)))
-        Candidate(widths=(8, 16), frozen_layers=1)
-    """
-    widths = tuple(int(params[f"width_{layer + 1}"]) for layer in range(space.layers))
-    return Candidate(widths, int(params.get("frozen_layers", space.frozen_layers[0])))
-
-
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """Optuna's TPE, or uniform random sampling (a baseline for the benchmarks)."""
     if name == "random":

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,10 @@ from search.events import EventHandler, SearchStarted
 from search.full import run_full_phase, train_candidate
 from search.pareto import pareto_front, spanning
 from search.progressive import FullResult
-from search.proxy import Candidate, ProxyResult, score_candidate
 from search.results import FullSummary, SearchResult, SlimReport, TrialSummary, best_full, rank_completed
 from search.session import load_data, open_store, resolve_device
 from search.space import make_sampler, narrowest, starting_params
 from search.tracking import Tracker
-from search.train import EpochMetrics
 
 # Sections of the config that define a study; a resumed search takes them from the store.
 STUDY_SECTIONS = ("space", "model", "proxy", "data")
@@ -175,14 +172,6 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     study.pruner = optuna.pruners.NopPruner() if pareto else make_pruner(config.search.pruner, config.proxy.epochs)
     emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name))
 
-    def trial_fn(candidate: Candidate, report: Callable[[EpochMetrics], None]) -> ProxyResult:
-        if config.search.scorer != "proxy":
-            from search.scorers import ScorerSettings, zero_cost_trial
-
-            settings = ScorerSettings(config.model, config.proxy, config.search.seed)
-            return zero_cost_trial(config.search.scorer, candidate, data, settings)
-        return score_candidate(candidate, data, config.model, config.proxy, config.search.seed, on_epoch=report)
-
     # The proxy phase ends where the share kept for full training begins.
     proxy_budget = budget.first(1 - config.search.full_fraction) if config.search.full_phase else budget
     status = "FINISHED"
@@ -194,17 +183,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
 
             RayTrials(study, config, data, tracker, parent_id, proxy_budget, emit, whole_budget=budget).run()
         else:
-            LocalTrials(
-                study,
-                config,
-                trial_fn,
-                tracker,
-                parent_id,
-                proxy_budget,
-                emit,
-                measure=lambda candidate: measure_cost(candidate, data, config.model, config.search.latency_batch),
-                whole_budget=budget,
-            ).run()
+            LocalTrials(study, config, data, tracker, parent_id, proxy_budget, emit, whole_budget=budget).run()
         if config.search.full_phase:
             summaries = [TrialSummary.from_trial(t) for t in study.trials]
             # Pareto: the members that span the front (most accurate, cheapest close to it, knee).

@@ -59,3 +59,16 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comp
     return subprocess.run(
         [sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def trained_run(cwd: Path, widths: str = "8-16-16") -> str:
+    """``search train`` of a tiny profile on synthetic data in ``cwd``; the id of its run."""
+    from search.tracking import Tracker
+
+    trained = run_cli(["train", "--widths", widths, "--dataset", "synthetic", "--stages", "1",
+                       "--epochs-per-stage", "3", "--device", "cpu"], cwd=cwd)
+    assert trained.returncode == 0, trained.stderr
+    tracker = Tracker(f"sqlite:///{cwd / 'runs' / 'mlflow.db'}")
+    (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
+                 if "mlflow.parentRunId" not in r.data.tags]
+    return parent.info.run_id

@@ -43,7 +43,6 @@ from conftest import ROOT, run_cli
         (["--address", "auto"], "--address needs --backend ray"),
         (["--backend", "ray", "--address", "http://head:8265"], "'http://head:8265'"),
         (["--backend", "ray", "--gpus-per-trial", "1.5"], "gpus per trial 1.5"),
-        (["--backend", "ray", "--scorer", "synflow"], "scorer 'synflow' runs with the local backend"),
         (["--scorer", "magic"], "'magic'"),
         (["--top-k", "-1"], "top-k -1"),
         (["--full-fraction", "1"], "full fraction 1.0"),

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,6 +233,40 @@ def test_a_ray_trial_that_raises_is_failed_in_optuna_and_mlflow_and_the_search_e
 
 
 @pytest.mark.slow
+def test_one_trial_function_scores_synflow_trials_alike_on_both_backends(tmp_path: Path) -> None:
+    flags = [*TINY[:-4], "--top-k", "0", "--scorer", "synflow", "--sampler", "random", "--trials", "4",
+             "--budget", "150s"]
+    records = {}
+    for backend in ("local", "ray"):
+        (tmp_path / backend).mkdir()
+        result = run_cli(["run", "--backend", backend, *flags], cwd=tmp_path / backend)
+        assert result.returncode == 0, result.stderr[-3000:]
+        study = load_only_study(tmp_path / backend / "runs")
+        trained = [t for t in study.trials if "same_as" not in t.user_attrs]
+        assert len(trained) == 4 and all(t.state == TrialState.COMPLETE for t in trained)
+        tracker = Tracker(f"sqlite:///{tmp_path / backend / 'runs' / 'mlflow.db'}")
+        runs = {t.number: tracker.get_run(t.user_attrs["mlflow_run_id"]) for t in trained}
+        for number, run in runs.items():
+            assert run.info.run_name == f"trial-{number}" and run.data.tags["trial"] == str(number)
+            assert run.info.status == "FINISHED" and run.data.tags["state"] == "complete"
+            assert tracker.client.get_metric_history(run.info.run_id, "val_acc") == []  # zero-cost: no epochs
+        records[backend] = {
+            "scores": {t.user_attrs["widths"]: t.value for t in trained},
+            "attrs": {key for t in trained for key in t.user_attrs},
+            "params": {key for run in runs.values() for key in run.data.params},
+            "metrics": {key for run in runs.values() for key in run.data.metrics},
+            "tags": {key for run in runs.values() for key in run.data.tags},
+        }
+    local, ray = records["local"], records["ray"]
+    # The same scores for the same profiles (synflow is a function of seed and widths), the same records.
+    shared = set(local["scores"]) & set(ray["scores"])
+    assert shared and all(abs(local["scores"][w] - ray["scores"][w]) <= 1e-6 * abs(local["scores"][w])
+                          for w in shared)
+    assert local["attrs"] == ray["attrs"] and local["params"] == ray["params"] and local["metrics"] == ray["metrics"]
+    assert ray["tags"] - local["tags"] == {"backend", "device", "ray_node_id"}
+
+
+@pytest.mark.slow
 def test_a_pareto_ray_search_rejects_over_the_limit_and_records_both_objectives(tmp_path: Path) -> None:
     from search.cli import build_parser, config_from_args
     from search.cost import measure_cost
@@ -249,9 +283,12 @@ def test_a_pareto_ray_search_rejects_over_the_limit_and_records_both_objectives(
 
     study = load_only_study(tmp_path / "runs")
     assert len(study.directions) == 2 and not [t for t in study.trials if t.state == TrialState.RUNNING]
-    rejected = [t for t in study.trials if "rejected" in t.user_attrs]
-    trained = [t for t in study.trials if "rejected" not in t.user_attrs]
+    rejected = [t for t in study.trials if "rejected" in t.user_attrs and "same_as" not in t.user_attrs]
+    trained = [t for t in study.trials if "rejected" not in t.user_attrs and "same_as" not in t.user_attrs]
     assert rejected and len(trained) == 5
+    # A profile proposed again (9 in this space) took its earlier values without training, as locally.
+    for repeat in (t for t in study.trials if "same_as" in t.user_attrs):
+        assert repeat.values == study.trials[repeat.user_attrs["same_as"]].values
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     for trial in rejected:
         assert trial.state == TrialState.PRUNED and trial.user_attrs["total_params"] > limit
@@ -274,8 +311,8 @@ def test_a_search_on_a_ray_cluster_keeps_the_local_layout_and_trains_its_candida
     assert "Top candidates" in result.stdout and "Full training" in result.stdout
 
     study = load_only_study(tmp_path / "runs")
-    trials = study.get_trials()
-    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    trials = [t for t in study.get_trials() if "same_as" not in t.user_attrs]  # repeats took earlier scores
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in study.get_trials())
     assert all(len(t.user_attrs["widths"].split("-")) == 2 and t.user_attrs["trained_params"] > 0 for t in trials)
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     parent_id = study.user_attrs["mlflow_parent_run_id"]
@@ -322,6 +359,59 @@ def test_a_full_training_task_that_raises_is_failed_and_the_search_ends(tmp_path
     assert all(r.info.status != "RUNNING" for r in tracker.descendants(study.user_attrs["mlflow_parent_run_id"]))
 
 
+@pytest.mark.slow
+def test_a_proxy_trial_whose_worker_is_killed_is_failed_and_the_search_ends(tmp_path: Path, ray_head: RayHead) -> None:
+    # One long proxy trial (400 epochs) so it is surely training when its worker is killed.
+    study_db = tmp_path / "runs" / "mlflow.db"
+    returncode, out, err = search_with_killed_workers(
+        tmp_path, ray_head, ["--proxy-epochs", "400", "--trials", "1", "--top-k", "0"], "ray::ImplicitFunc",
+        ready=lambda: study_db.is_file() and epochs_logged(study_db) > 0)  # it has logged an epoch
+    assert returncode == 0, err[-3000:]
+    assert "No trial completed" in out and "every trial failed" in out  # with the epoch it reached
+    study = load_only_study(tmp_path / "runs")
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL
+    tracker = Tracker(f"sqlite:///{study_db}")
+    run = tracker.get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["state"] == "failed" and run.data.tags["error"]
+    assert all(r.info.status != "RUNNING" for r in tracker.descendants(study.user_attrs["mlflow_parent_run_id"]))
+
+
+def epochs_logged(mlflow_db: Path) -> int:
+    """How many val_acc values the store at ``mlflow_db`` holds (read-only, without MLflow)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{mlflow_db}?mode=ro", uri=True) as db:
+            return db.execute("select count(*) from metrics where key = 'val_acc'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def search_with_killed_workers(tmp_path: Path, ray_head: RayHead, flags: list[str], marker: str,
+                               ready: Callable[[], bool]) -> tuple[int, str, str]:
+    """Run a search on the test's own Ray head; once a worker whose command line holds ``marker``
+    runs and then ``ready()`` holds (asked only while one runs), SIGKILL those workers; (exit code,
+    stdout, stderr) of the search."""
+    env = {**ray_head.client_env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    command = [sys.executable, "-m", "search.cli", "run", "--backend", "ray", "--address", ray_head.gcs_address,
+               *TINY[:-4], "--pruner", "none", *flags, "--budget", "150s"]
+    search = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 100
+        while not ((workers := descendants_named(ray_head.pid, marker)) and ready()):
+            assert search.poll() is None and time.monotonic() < deadline, f"no {marker} worker got going"
+            time.sleep(0.5)
+        for pid in workers:  # the workers of the search this test started, under the test's own head
+            os.kill(pid, signal.SIGKILL)
+        out, err = search.communicate(timeout=200)
+    finally:
+        if search.poll() is None:
+            stop(search)
+    return search.returncode, out, err
+
+
 def descendants_named(root: int, marker: str) -> list[int]:
     """PIDs of the processes under ``root`` (this test's own command) whose command line holds ``marker``."""
     parents: dict[int, int] = {}
@@ -349,25 +439,16 @@ def descendants_named(root: int, marker: str) -> list[int]:
 def test_a_full_training_worker_killed_mid_training_is_failed_and_the_search_ends(
         tmp_path: Path, ray_head: RayHead) -> None:
     # Long full training (2 x 200 epochs) so the task is surely running when its worker is killed.
-    env = {**ray_head.client_env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
-    command = [sys.executable, "-m", "search.cli", "run", "--backend", "ray", "--address", ray_head.gcs_address,
-               *TINY[:-4], "--pruner", "none", "--trials", "1", "--top-k", "1", "--epochs-per-stage", "200",
-               "--budget", "150s"]
-    search = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 100
-        while not (workers := descendants_named(ray_head.pid, "ray::full_task")):  # the test's own Ray head
-            assert search.poll() is None and time.monotonic() < deadline, "no full-training task started"
-            time.sleep(0.5)
-        time.sleep(2)
-        for pid in workers:  # a worker of the search this test started
-            os.kill(pid, signal.SIGKILL)
-        out, err = search.communicate(timeout=200)
-    finally:
-        if search.poll() is None:
-            stop(search)
-    assert search.returncode == 0, err[-3000:]
+    seen: list[float] = []
+
+    def two_seconds_in() -> bool:  # asked once the task's worker runs
+        seen.append(time.monotonic())
+        return seen[-1] - seen[0] >= 2
+
+    returncode, out, err = search_with_killed_workers(
+        tmp_path, ray_head, ["--trials", "1", "--top-k", "1", "--epochs-per-stage", "200"], "ray::full_task",
+        ready=two_seconds_in)
+    assert returncode == 0, err[-3000:]
     study = load_only_study(tmp_path / "runs")
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     (full,) = [r for r in tracker.children(study.user_attrs["mlflow_parent_run_id"])

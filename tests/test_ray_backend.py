@@ -1,16 +1,19 @@
-"""Ray backend pieces that need no cluster: token lookup, tracking check, GPU warning, trial params."""
+"""Ray backend pieces that need no cluster: token lookup, tracking check, GPU warning, the driver's searcher."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import time
 from pathlib import Path
 
+import optuna
 import pytest
 import ray
+from optuna.trial import TrialState
 
 from search.backends import ray_tune
+from search.budget import Budget
 from search.config import Config, ConfigError, RayConfig, SpaceConfig, StoreConfig
-from search.space import candidate_from
+from search.space import starting_params
 
 
 def test_the_token_comes_from_the_environment_then_the_token_file(tmp_path: Path,
@@ -53,9 +56,40 @@ def test_fractional_gpus_warn_whole_ones_do_not() -> None:
     assert len(said) == 1 and "0.25" in said[0] and "without isolation" in said[0] and "about 4 trials" in said[0]
 
 
-def test_tune_params_become_the_same_candidate_as_the_local_backend_builds() -> None:
-    space = SpaceConfig(layers=3, frozen_layers=(1, 2))
-    candidate = candidate_from({"width_1": 8, "width_2": 16, "width_3": 24, "frozen_layers": 2}, space)
-    assert candidate.widths == (8, 16, 24) and candidate.frozen_layers == 2
-    fixed = replace(space, frozen_layers=(1,))
-    assert candidate_from({"width_1": 8, "width_2": 16, "width_3": 24}, fixed).frozen_layers == 1
+def test_the_driver_asks_and_tells_the_study_as_the_local_backend_does(tmp_path: Path) -> None:
+    """StudySearch without a cluster: Tune's calls in, the Optuna study's records out."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}", direction="maximize")
+    space = SpaceConfig(layers=2, width_choices=(4, 8), frozen_layers=(1,))
+    study.enqueue_trial(starting_params(space))
+    budget = Budget(600, time.monotonic())
+    ended: list[object] = []
+    searcher = ray_tune.make_searcher_class()(study, space, "params", 2, budget, budget, None, ended.append)
+    identity = {"widths": "4-8", "frozen_layers": 1, "total_params": 100, "trained_params": 60, "frozen_params": 40,
+                "macs": 1000, "latency_ms": 1.0, "mlflow_run_id": "r", "cost": 100}
+    epoch = {"train_loss": 1.0, "val_loss": 1.0, "epoch_time_s": 0.1, "eval_time_s": 0.01, "images_per_s": 10.0}
+
+    first = searcher.suggest("a")  # the enqueued middle profile, as locally
+    assert first["number"] == 0 and first["frozen_layers"] == 1 and len(first["widths"]) == 2
+    identity["widths"] = "-".join(map(str, first["widths"]))
+    searcher.on_trial_result("a", {**identity, **epoch, "epoch": 1, "val_acc": 0.5})
+    searcher.on_trial_complete("a", {**identity, **epoch, "epoch": 2, "val_acc": 0.75, "complete": True,
+                                     "seconds": 2.0, "cached": True})
+    searcher.suggest("b")
+    searcher.on_trial_result("b", {**identity, **epoch, "epoch": 1, "val_acc": 0.25})
+    searcher.on_trial_complete("b", {**identity, **epoch, "epoch": 1, "val_acc": 0.25})  # ASHA stopped it
+    searcher.suggest("c")
+    searcher.on_trial_complete("c", None, error=True)  # raised, or its worker was lost
+    searcher.suggest("d")
+    searcher.on_trial_complete("d", {**identity, "epoch": 0, "val_acc": 0.0, "rejected": "params 100 > 50"})
+
+    trials = [t for t in study.get_trials() if "same_as" not in t.user_attrs]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
+                                             TrialState.PRUNED]
+    assert trials[0].value == 0.75 and trials[0].intermediate_values == {1: 0.5, 2: 0.75}
+    assert trials[0].user_attrs["mlflow_run_id"] == "r" and trials[0].user_attrs["cached"] is True
+    assert trials[1].intermediate_values == {1: 0.25} and "error" in trials[2].user_attrs
+    assert trials[3].user_attrs["rejected"] == "params 100 > 50"
+    # A profile scored before takes its score without a Tune trial (local backend's same_as).
+    repeats = [t for t in study.get_trials() if "same_as" in t.user_attrs]
+    assert all(t.state == TrialState.COMPLETE and t.value == 0.75 for t in repeats)
+    assert len(ended) == len(repeats)

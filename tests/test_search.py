@@ -15,6 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 import search.study
+import search.trial
 from conftest import ROOT, TINY_FLAGS, load_only_study, run_cli, tiny_config
 from search.budget import Budget
 from search.config import SpaceConfig
@@ -90,7 +91,7 @@ def test_a_trial_that_raises_is_failed_everywhere_and_the_search_goes_on(
             raise RuntimeError("boom in the trial")
         return score_candidate(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(search.study, "score_candidate", first_call_raises)
+    monkeypatch.setattr(search.trial, "score_candidate", first_call_raises)
     result = run_search(tiny_config(tmp_path / "runs", trials=3), Budget(120, time.monotonic()))
     assert [t.state for t in result.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, trained_run
 from models import ConvNet
 from models.kernels import layer_stats
 from models.slim import slim, zero_kernels_
@@ -65,17 +65,13 @@ def test_the_recipes_final_rate_is_near_zero_so_fine_tuning_uses_half_its_peak()
 
 @pytest.mark.slow
 def test_search_slim_records_a_child_run_with_the_slimmed_weights(tmp_path: Path) -> None:
-    trained = run_cli(["train", "--widths", "8-16-16", "--dataset", "synthetic", "--stages", "1",
-                       "--epochs-per-stage", "3", "--device", "cpu"], cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
+    run_id = trained_run(tmp_path)
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
-    (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
-                 if "mlflow.parentRunId" not in r.data.tags]
-    result = run_cli(["slim", parent.info.run_id, "--fine-tune-epochs", "1", "--device", "cpu"], cwd=tmp_path)
+    result = run_cli(["slim", run_id, "--fine-tune-epochs", "1", "--device", "cpu"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Slimmed: lazy kernels removed, 1 epochs of fine-tuning" in result.stdout
 
-    (child,) = [r for r in tracker.children(parent.info.run_id) if r.data.tags.get("phase") == "slim"]
+    (child,) = [r for r in tracker.children(run_id) if r.data.tags.get("phase") == "slim"]
     assert child.info.status == "FINISHED" and child.data.params["widths"] == "8-16-16"
     slim_widths = tuple(int(w) for w in child.data.params["slim_widths"].split("-"))
     assert all(1 <= s <= w for s, w in zip(slim_widths, (8, 16, 16), strict=True))
@@ -83,9 +79,9 @@ def test_search_slim_records_a_child_run_with_the_slimmed_weights(tmp_path: Path
         assert metric in child.data.metrics
     assert [m.step for m in tracker.client.get_metric_history(child.info.run_id, "train_loss")] == [1]
     assert [a.path for a in tracker.client.list_artifacts(child.info.run_id, "model")] == ["model/model.pt"]
-    assert tracker.get_run(parent.info.run_id).data.tags["slim_run_id"] == child.info.run_id
+    assert tracker.get_run(run_id).data.tags["slim_run_id"] == child.info.run_id
 
-    failed = run_cli(["slim", parent.info.run_id, "--fine-tune-lr", "0"], cwd=tmp_path)
+    failed = run_cli(["slim", run_id, "--fine-tune-lr", "0"], cwd=tmp_path)
     assert failed.returncode == 2 and "fine-tune learning rate 0.0 must be positive" in failed.stderr
 
 

@@ -1,17 +1,24 @@
 """The Ray backend: the same trials on Ray Tune workers, driven by Optuna, pruned by ASHA.
 
-- The search space and seeds are the local backend's: ``suggest_candidate`` runs as Optuna's
-  define-by-run function inside Tune's ``OptunaSearch``, on the same study in the store's
-  Optuna storage (so ``--resume`` and optuna-dashboard work the same).
-- Ray's ``OptunaSearch`` forces Optuna's ``NopPruner``; ``ASHAScheduler`` prunes on the
-  per-epoch ``val_acc`` instead. ``StudySearch`` (below) records a trial that ASHA or the
-  budget stopped as PRUNED (``OptunaSearch`` would call it COMPLETE with a partial score),
-  sets the same user attributes the local backend sets, and stops suggesting once the time
-  left is shorter than the longest finished trial (no trial starts that cannot finish).
+- One trial function for both backends: each Tune trial runs ``search.trial.run_trial`` on
+  its worker (any scorer, the same MLflow run and records as the local backend), reporting
+  each epoch to Tune; the last report is the outcome, sent once the trial's run is closed.
+- The driver asks and tells Optuna itself: ``StudySearch`` is a Tune ``Searcher`` over the
+  search's study (the store's Optuna storage, so ``--resume`` and optuna-dashboard work the
+  same) that uses only Optuna's public ask-and-tell API. Ray's ``OptunaSearch`` was not used:
+  it forces Optuna's ``NopPruner``, records a trial that ASHA stopped as COMPLETE with a
+  partial score, and gives no public way to set user attributes, tell a trial PRUNED or FAIL,
+  or skip a repeated candidate. Here a trial stopped by ASHA, the dominance rule or the budget
+  is PRUNED, one that raised FAILED, one over a limit PRUNED with ``rejected``, a candidate
+  scored before takes the earlier score without training (``same_as``), and no trial starts
+  that the time left cannot finish.
+- ``ASHAScheduler`` prunes on the per-epoch ``val_acc`` (not for pareto searches, which prune
+  by dominance in the ``ShareStopper``, nor for zero-cost scorers, which have no epochs).
 - The dataset goes into Ray's object store once (``tune.with_parameters``); each trial moves
   it to its device, the GPU Ray assigned it when there is one, so cached features live there.
-- Each trial logs its epochs to its own MLflow child run from the worker; the driver closes
-  every child run (``RunCloser``), so none stays RUNNING whatever stopped the trial.
+- The worker closes its trial's MLflow run; a trial stopped from outside (its thread ends
+  where it stood) or lost with its worker is closed by the driver (``RunCloser``), so none
+  stays RUNNING whatever stopped it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ import logging
 import os
 import socket
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,12 +37,11 @@ import torch
 from optuna.trial import TrialState
 
 from models import parse_widths
-from search.backends.local import MAX_UNTRAINED_IN_A_ROW, cost_metrics, untrained, untrained_in_a_row
 from search.budget import Budget, BudgetExhausted, current_budget, expected_trial_s, next_epoch_overruns
 from search.config import Config, ConfigError, SpaceConfig
-from search.cost import COST_ATTRS, measure_cost, over_limit
+from search.cost import COST_ATTRS, Cost
 from search.data import TensorData
-from search.events import CandidateEnded, CandidateStarted, EpochDone, EventHandler, TrialEnded, TrialStarted
+from search.events import CandidateEnded, CandidateStarted, EpochDone, EventHandler, TrialStarted
 from search.full import (
     CandidateOutcome,
     failed_summary,
@@ -46,11 +51,19 @@ from search.full import (
     train_candidate,
 )
 from search.pareto import completed_curves, dominated_at
-from search.proxy import Candidate, score_candidate
+from search.proxy import Candidate
 from search.results import FullSummary, TrialSummary
-from search.space import candidate_from, make_sampler, suggest_candidate, trial_identity
+from search.space import suggest_candidate
 from search.tracking import Tracker, is_local_uri
 from search.train import EpochMetrics
+from search.trial import (
+    MAX_UNTRAINED_IN_A_ROW,
+    end_trial,
+    reuse_earlier_score,
+    run_trial,
+    untrained,
+    untrained_in_a_row,
+)
 
 RAY_TEARDOWN_S = 8.0  # Tune lags its budget and tears down for 5-10 s on 2 cores (measured with ~70 short trials)
 TOKEN_HINT = ("set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a file holding it, or put it in ~/.ray/auth_token "
@@ -158,145 +171,153 @@ class TrialContext:
     deadline_unix: float
 
 
-def proxy_trainable(params: dict[str, Any], context: TrialContext, data: TensorData) -> None:
-    """One trial on a Ray worker: build, cache, train the top, report every epoch to Tune."""
+class TrialFailed(RuntimeError):
+    """A trial that raised on its worker (recorded there): raised again so Tune sees it fail."""
+
+
+def trial_trainable(params: dict[str, Any], context: TrialContext, data: TensorData) -> None:
+    """One trial on a Ray worker: ``search.trial.run_trial`` (the local backend's trial), reporting
+    every epoch but the last to Tune; the last report is the trial's outcome, sent once its
+    MLflow run is complete (ASHA may stop a trial at any report)."""
+    import ray
     from ray import tune
 
     config = context.config
-    candidate = candidate_from(params, config.space)
+    candidate = Candidate(tuple(int(w) for w in params["widths"]), int(params["frozen_layers"]))
     device = worker_device(config)
     on_device = data.to(device)
     tracker = Tracker(config.store.mlflow_uri, config.store.artifact_root)
-    cost = measure_cost(candidate, on_device, config.model, config.search.latency_batch)  # on this worker's device
-    identity: dict[str, Any] = trial_identity(candidate, cost)
-    run_id = tracker.start_run(
-        f"trial-{tune.get_context().get_trial_id()}",
-        parent_id=context.parent_id,
-        params={**identity, "seed": config.search.seed},
-        tags={"phase": "proxy", "study": context.study_name, "backend": "ray", "device": str(device)},
-    )
-    tracker.log_metrics(run_id, cost_metrics(cost))
-    identity.update(mlflow_run_id=run_id, cost=cost.value(config.search.cost))
-    rejected = over_limit(cost, config.search)
-    if rejected is not None:  # never trained; the driver records it (StudySearch, RunCloser)
-        tracker.set_tags(run_id, {"state": "rejected", "rejected": rejected})
-        tune.report({"epoch": 0, "val_acc": 0.0, "rejected": rejected, "seconds": 0.0, **identity})
-        return
+    identity: dict[str, Any] = {}
     start = time.perf_counter()
     epoch_times: list[float] = []
 
+    def started(trial_identity: dict[str, Any], cost: Cost) -> None:
+        identity.update(trial_identity, cost=cost.value(config.search.cost))
+
     def report(metrics: EpochMetrics) -> None:
-        tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
         epoch_times.append(metrics.epoch_time_s)
+        if metrics.epoch >= config.proxy.epochs:
+            return  # the outcome's report
         tune.report({**metrics.as_metrics(), "epoch": metrics.epoch, "seconds": time.perf_counter() - start,
                      "epoch_s": sum(epoch_times) / len(epoch_times), **identity})
-        if metrics.epoch < config.proxy.epochs and next_epoch_overruns(metrics, context.deadline_unix - time.time()):
+        if next_epoch_overruns(metrics, context.deadline_unix - time.time()):
             raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
 
-    try:
-        result = score_candidate(candidate, on_device, config.model, config.proxy, config.search.seed,
-                                 on_epoch=report)
-    except BudgetExhausted as stop:
-        tracker.set_tags(run_id, {"stopped": str(stop)})
-        return
-    except Exception as failure:  # recorded here, where the traceback is; Tune then reports the error
-        error = f"{type(failure).__name__}: {failure}"
-        tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
-        tracker.log_text(run_id, traceback.format_exc(), "error.txt")
-        tracker.end_run(run_id, "FAILED")
-        raise
-    tracker.log_metrics(run_id, result.as_metrics())
+    outcome = run_trial(int(params["number"]), candidate, on_device, config, tracker, context.parent_id,
+                        context.study_name, on_epoch=report, on_start=started,
+                        tags={"backend": "ray", "device": str(device),
+                              "ray_node_id": ray.get_runtime_context().get_node_id()})
+    final: dict[str, Any] = {**identity, "seconds": outcome.seconds}
+    if outcome.epoch_s is not None:
+        final["epoch_s"] = outcome.epoch_s
+    if outcome.state == "failed":
+        raise TrialFailed(outcome.note)
+    if outcome.state == "rejected":  # never trained; the driver records it (StudySearch)
+        tune.report({**final, "epoch": 0, "val_acc": 0.0, "rejected": outcome.note})
+    elif outcome.state == "complete":
+        assert outcome.result is not None
+        last = outcome.result.history[-1].as_metrics() if outcome.result.history else {}
+        tune.report({**last, **final, "epoch": len(outcome.result.history), "val_acc": outcome.result.score,
+                     "complete": True, "cached": outcome.result.cached})
+    # pruned: stopped by the budget after an epoch already reported
 
 
 # -- the driver side ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DefineSpace:
-    """Optuna's define-by-run function for Tune: the local backend's ``suggest_candidate``
-    (a picklable object, as Tune saves its searcher's state)."""
-
-    space: SpaceConfig
-
-    def __call__(self, trial: optuna.Trial) -> None:
-        suggest_candidate(trial, self.space)
-
-
 def make_searcher_class() -> type:
-    """``StudySearch``: Tune's OptunaSearch with the local backend's bookkeeping (see the module doc)."""
+    """``StudySearch``: a Tune ``Searcher`` over the search's Optuna study, by Optuna's public
+    ask-and-tell API (see the module doc)."""
     from ray.tune.search import Searcher
-    from ray.tune.search.optuna import OptunaSearch
 
-    class StudySearch(OptunaSearch):  # type: ignore[misc]
-        def __init__(self, *args: Any, epochs: int, share: Budget, whole: Budget, trial_cap: int | None,
-                     **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.pareto = isinstance(self.metric, list)
+    class StudySearch(Searcher):  # type: ignore[misc]
+        def __init__(self, study: optuna.Study, space: SpaceConfig, cost: str, epochs: int, share: Budget,
+                     whole: Budget, trial_cap: int | None, emit: EventHandler) -> None:
+            super().__init__(metric="val_acc", mode="max")
+            self.study, self.space, self.cost, self.epochs = study, space, cost, epochs
+            self.share, self.whole, self.trial_cap, self.emit = share, whole, trial_cap, emit
+            self.pareto = len(study.directions) > 1
+            self.asked: dict[str, optuna.Trial] = {}  # Tune's trial id -> the Optuna trial, until told
+            self.numbers: dict[str, int] = {}
             self.curves: dict[str, list[float]] = {}
-            self.epochs = epochs
-            self.share, self.whole = share, whole
-            self.trial_cap = trial_cap
-            self.started_numbers: dict[str, int] = {}
+
+        def __getstate__(self) -> dict[str, Any]:
+            # Tune pickles its searcher with the experiment state; the live handles stay here.
+            return {"space": self.space, "epochs": self.epochs}
+
+        def save(self, checkpoint_path: str) -> None:
+            """Nothing to save: the study in the store's Optuna storage is the searcher's state."""
+
+        def restore(self, checkpoint_path: str) -> None:
+            """Nothing to restore (see ``save``): ``--resume`` reopens the study."""
 
         def suggest(self, trial_id: str) -> dict | str | None:
-            trials = self._ot_study.get_trials(deepcopy=False)
-            if untrained_in_a_row(trials) >= MAX_UNTRAINED_IN_A_ROW:
-                return Searcher.FINISHED
-            finished = sum(t.state.is_finished() and not untrained(t) for t in trials)
-            running = sum(t.state == TrialState.RUNNING for t in trials)
-            if self.trial_cap is not None and finished + running >= self.trial_cap:
-                return Searcher.FINISHED if running == 0 else None
-            if current_budget(self._ot_study, self.share, self.whole).remaining_s() <= expected_trial_s(trials):
-                return Searcher.FINISHED
-            params = super().suggest(trial_id)
-            self.started_numbers[trial_id] = self._ot_trials[trial_id].number
-            return params
+            while True:
+                trials = self.study.get_trials(deepcopy=False)
+                if untrained_in_a_row(trials) >= MAX_UNTRAINED_IN_A_ROW:
+                    return Searcher.FINISHED
+                finished = sum(t.state.is_finished() and not untrained(t) for t in trials)
+                running = sum(t.state == TrialState.RUNNING for t in trials)
+                if self.trial_cap is not None and finished + running >= self.trial_cap:
+                    return Searcher.FINISHED if running == 0 else None
+                if current_budget(self.study, self.share, self.whole).remaining_s() <= expected_trial_s(trials):
+                    return Searcher.FINISHED
+                trial = self.study.ask()
+                candidate = suggest_candidate(trial, self.space)
+                if reuse_earlier_score(self.study, trial, candidate):
+                    end_trial(self.study, trial.number, self.emit, None)
+                    continue
+                self.asked[trial_id] = trial
+                self.numbers[trial_id] = trial.number
+                return {"number": trial.number, "widths": list(candidate.widths),
+                        "frozen_layers": candidate.frozen_layers}
 
         def number(self, trial_id: str) -> int | None:
-            return self.started_numbers.get(trial_id)
+            return self.numbers.get(trial_id)
 
-        def record(self, trial_id: str, result: dict | None) -> None:
+        def record(self, trial: optuna.Trial, result: dict | None) -> None:
             """The local backend's user attributes, from the trial's reported identity."""
-            trial = self._ot_trials.get(trial_id)
-            if trial is None or not result:
-                return
-            for key in (*COST_ATTRS, "widths", "frozen_layers", "mlflow_run_id", "seconds",
-                        "epoch_s", "rejected"):
-                if key in result:
+            for key in (*COST_ATTRS, "widths", "frozen_layers", "mlflow_run_id", "seconds", "epoch_s", "rejected",
+                        "cached"):
+                if result and key in result:
                     trial.set_user_attr(key, result[key])
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if result.get("epoch", 0) <= 1:
-                self.record(trial_id, result)
-            if "rejected" in result:
+            trial = self.asked.get(trial_id)
+            if trial is None:
                 return
+            if result.get("epoch", 0) <= 1:
+                self.record(trial, result)
+            self.observe(trial_id, trial, result)
+
+        def observe(self, trial_id: str, trial: optuna.Trial, result: dict) -> None:
+            """An epoch's accuracy, once: Optuna's intermediate value, or the curve of a pareto search."""
+            if "train_loss" not in result:  # rejected, or a zero-cost score: no epoch
+                return
+            curve = self.curves.setdefault(trial_id, [])
+            if result["epoch"] <= len(curve):
+                return
+            curve.append(result["val_acc"])
             if self.pareto:  # Optuna keeps no intermediate values for several objectives: the curve, for pruning
-                curves = self.curves.setdefault(trial_id, [])
-                curves.append(result["val_acc"])
-                trial = self._ot_trials.get(trial_id)
-                if trial is not None:
-                    trial.set_user_attr("curve", curves)
-            super().on_trial_result(trial_id, result)
+                trial.set_user_attr("curve", curve)
+            else:
+                trial.report(result["val_acc"], result["epoch"])
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            self.record(trial_id, result)
-            trial = self._ot_trials.get(trial_id)
-            if trial is not None and result and "rejected" in result and trial_id not in self._completed_trials:
-                self._ot_study.tell(trial, state=TrialState.PRUNED)  # over a limit: never trained
-                self._completed_trials.add(trial_id)
+            trial = self.asked.pop(trial_id, None)
+            if trial is None:
                 return
-            if trial is not None and error and trial_id not in self._completed_trials:
-                # OptunaSearch would record a trial that raised after reporting as COMPLETE with its last score.
-                self._ot_study.tell(trial, state=TrialState.FAIL)
-                self._completed_trials.add(trial_id)
-                return
-            if trial is not None and not error and result and result.get("epoch", 0) < self.epochs:
-                # Stopped by ASHA or by the budget: pruned, as the local backend records it.
-                if trial_id not in self._completed_trials:
-                    self._ot_study.tell(trial, state=TrialState.PRUNED)
-                    self._completed_trials.add(trial_id)
-                return
-            super().on_trial_complete(trial_id, result, error)
+            self.record(trial, result)
+            if result:  # a result that ends a trial (ASHA's last rung, say) comes here, not to on_trial_result
+                self.observe(trial_id, trial, result)
+            if error:
+                trial.set_user_attr("error", "the trial raised or its worker was lost (see its MLflow run)")
+                self.study.tell(trial, state=TrialState.FAIL)
+            elif result and result.get("complete"):
+                score = result["val_acc"]
+                self.study.tell(trial, [score, result["cost"]] if self.pareto else score)
+            else:  # rejected (over a limit), or stopped by ASHA, the dominance rule or the budget
+                self.study.tell(trial, state=TrialState.PRUNED)
 
     return StudySearch
 
@@ -317,12 +338,11 @@ def make_callback_class() -> type:
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             number = self.searcher.number(trial.trial_id)
-            if result.get("epoch", 0) <= 1 and number is not None:
+            if trial.trial_id not in self.last and number is not None:
                 self.emit(TrialStarted(number, Candidate(parse_widths(str(result["widths"])),
                                                          int(result["frozen_layers"]))))
-                self.tracker.set_tags(result["mlflow_run_id"], {"trial": number})
             self.last[trial.trial_id] = result
-            if "rejected" in result:
+            if "train_loss" not in result:  # rejected, or a zero-cost score: no epoch
                 return
             metrics = EpochMetrics(**{k: result[k] for k in ("train_loss", "val_loss", "val_acc", "epoch_time_s",
                                                              "eval_time_s", "images_per_s")}, epoch=result["epoch"])
@@ -338,28 +358,21 @@ def make_callback_class() -> type:
             result = self.last.get(trial.trial_id, {})
             run_id = result.get("mlflow_run_id")
             if run_id is not None:
-                if "rejected" in result:
-                    self.tracker.end_run(run_id, "FINISHED")  # tagged rejected by the worker
-                elif error is not None:
-                    # A trial that raised tagged its run with its error; a lost worker did not.
+                if error is not None:
+                    # A trial that raised closed its run with its error; a lost worker did not.
                     if "error" not in self.tracker.get_run(run_id).data.tags:
                         self.tracker.set_tags(run_id, {"error": error[:5000]})
                     self.tracker.set_tags(run_id, {"state": "failed"})
                     self.tracker.end_run(run_id, "FAILED")
-                elif result.get("epoch", 0) < self.epochs:
+                elif self.tracker.get_run(run_id).info.status == "RUNNING":
+                    # Stopped from outside (ASHA, the dominance rule, Tune's time budget): the
+                    # worker's thread ended where it stood, its run still open. Every other
+                    # trial closed its run before its last report (search.trial.run_trial).
                     self.tracker.set_tags(run_id, {"state": "pruned"})
                     self.tracker.end_run(run_id, "FINISHED")
-                else:
-                    self.tracker.set_tags(run_id, {"state": "complete", "feature_cache": "memory"})
-                    self.tracker.end_run(run_id, "FINISHED")
             number = self.searcher.number(trial.trial_id)
-            if number is None:
-                return
-            trials = self.study.get_trials(deepcopy=False)
-            summary = next((TrialSummary.from_trial(t) for t in trials if t.number == number), None)
-            done = [TrialSummary.from_trial(t) for t in trials if t.state == TrialState.COMPLETE]
-            if summary is not None:
-                self.emit(TrialEnded(summary, max(done, key=lambda t: t.score or 0.0, default=None), error))
+            if number is not None:
+                end_trial(self.study, number, self.emit, error)
 
     return RunCloser
 
@@ -416,32 +429,21 @@ class RayTrials:
 
         config = self.config
         epochs = config.proxy.epochs
-        previous = len(self.study.trials)
         # Stopping Tune's trials and shutting Ray down take seconds the local backend does not need.
         share = Budget(self.budget.total_s - RAY_TEARDOWN_S, self.budget.started_at)
         whole_budget = self.whole_budget or self.budget
         whole = Budget(whole_budget.total_s - RAY_TEARDOWN_S, whole_budget.started_at)
         pareto = config.search.objective == "pareto"
-        searcher = make_searcher_class()(
-            space=DefineSpace(config.space),
-            metric=["val_acc", "cost"] if pareto else "val_acc",
-            mode=["max", "min"] if pareto else "max",
-            sampler=make_sampler(config.search.sampler, config.search.seed + previous),
-            study_name=self.study.study_name,
-            storage=optuna.storages.RDBStorage(config.store.optuna_url),
-            epochs=epochs,
-            share=share,
-            whole=whole,
-            trial_cap=config.search.trials,
-        )
+        searcher = make_searcher_class()(self.study, config.space, config.search.cost, epochs, share, whole,
+                                         config.search.trials, self.emit)
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=3)
-        if config.search.pruner == "none" or pareto:  # ASHA ranks one metric; pareto prunes by dominance
-            scheduler = None
+        if config.search.pruner == "none" or pareto or config.search.scorer != "proxy":
+            scheduler = None  # ASHA ranks one metric (pareto prunes by dominance); a zero-cost score has no epochs
         # Tune runs each trial in its own working directory: the store path must not be relative.
         absolute = replace(config, store=replace(config.store, path=config.store.path.resolve()))
         context = TrialContext(absolute, self.parent_id, self.study.study_name,
                                deadline_unix=time.time() + whole.remaining_s())
-        trainable = tune.with_parameters(proxy_trainable, context=context, data=self.data.to("cpu"))
+        trainable = tune.with_parameters(trial_trainable, context=context, data=self.data.to("cpu"))
         resources = {"cpu": config.ray.cpus_per_trial, "gpu": config.ray.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
