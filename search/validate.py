@@ -118,10 +118,15 @@ def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], 
 # -- the full-training cache --------------------------------------------------------
 
 
+# Settings of FullTrainConfig that do not change a full training's result (the analysis after
+# it, slimming's fine-tuning): left out of the cache key, so adding or changing one keeps the cache.
+NOT_TRAINING = ("analysis_images", "lazy_threshold", "fine_tune_epochs")
+
+
 def recipe_key(config: Config, widths: Sequence[int], seed: int | None = None) -> str:
     """What decides a full training's result: data, model, recipe, seed (default: the config's) and widths."""
     full = dataclasses.asdict(config.full)
-    for name in ("analysis_images", "lazy_threshold"):  # the analysis does not change training
+    for name in NOT_TRAINING:
         full.pop(name)
     recipe = {"data": dataclasses.asdict(config.data), "model": dataclasses.asdict(config.model), "full": full,
               "seed": config.search.seed if seed is None else seed, "widths": list(widths)}

@@ -60,6 +60,7 @@ def test_the_cache_key_follows_what_changes_training(tmp_path: Path) -> None:
     assert key == recipe_key(config, (8, 16)) != recipe_key(config, (8, 24))
     assert key != recipe_key(Config(full=FullTrainConfig(epochs_per_stage=4)), (8, 16))
     assert key == recipe_key(Config(full=FullTrainConfig(lazy_threshold=0.1)), (8, 16))  # analysis only
+    assert key == recipe_key(Config(full=FullTrainConfig(fine_tune_epochs=9)), (8, 16))  # slimming only
     cache = FullTrainingCache(tmp_path / "c" / "cache.json")
     cache.put(key, {"val_acc": 0.5, "seconds": 1.0})
     assert FullTrainingCache(tmp_path / "c" / "cache.json").get(key) == {"val_acc": 0.5, "seconds": 1.0}
