@@ -1,8 +1,9 @@
 """The pipeline of one search: store, data, Optuna study, MLflow parent run, trials, result.
 
 ``run_search`` is what ``search run`` calls. It owns the side effects at the top (the
-store folder, the study's SQLite storage, the MLflow parent run) and hands a backend the
-trial function, which knows nothing of Optuna, MLflow or the backend that calls it.
+store folder, the study's SQLite storage, the MLflow parent run) and hands the study to a
+backend, which runs each trial with ``search.trial.run_trial`` (the same function for both)
+and tells Optuna the outcome.
 """
 
 from __future__ import annotations
