@@ -187,11 +187,7 @@ def build_parser() -> Parser:
         "of RUN_ID holds the slimmed weights.",
     )
     add_logged_model_arguments(slim)
-    slim.add_argument("--fine-tune-epochs", type=int, metavar="E", help="epochs of fine-tuning (default 4)")
-    slim.add_argument("--fine-tune-lr", type=float, metavar="LR", help="learning rate of the fine-tuning "
-                      "(default: half the full recipe's --lr)")
-    slim.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
-    add_config_argument(slim)
+    add_fine_tune_arguments(slim)
 
     simplify = commands.add_parser(
         "simplify",
@@ -213,11 +209,7 @@ def build_parser() -> Parser:
                           f"{','.join(f'{s:g}' for s in SIMPLIFY_SWEEP)})")
     simplify.add_argument("--layers", dest="simplify_layers", metavar="L,L,...", help="only these conv layers, "
                           "1-based (default: all)")
-    simplify.add_argument("--fine-tune-epochs", type=int, metavar="E", help="epochs of fine-tuning (default 4)")
-    simplify.add_argument("--fine-tune-lr", type=float, metavar="LR", help="learning rate of the fine-tuning "
-                          "(default: half the full recipe's --lr)")
-    simplify.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
-    add_config_argument(simplify)
+    add_fine_tune_arguments(simplify)
 
     submit = commands.add_parser(
         "submit",
@@ -322,6 +314,15 @@ def add_logged_model_arguments(parser: argparse.ArgumentParser, lazy: bool = Tru
     if lazy:
         parser.add_argument("--lazy-threshold", type=float, metavar="A", help="lazy-kernel threshold (default: the "
                         "run's, else 0.005)")
+
+
+def add_fine_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    """--fine-tune-epochs, --fine-tune-lr, --device and --config, for slim and simplify."""
+    parser.add_argument("--fine-tune-epochs", type=int, metavar="E", help="epochs of fine-tuning (default 4)")
+    parser.add_argument("--fine-tune-lr", type=float, metavar="LR", help="learning rate of the fine-tuning "
+                        "(default: half the full recipe's --lr)")
+    parser.add_argument("--device", metavar="NAME", help=f"one of {', '.join(DEVICES)} (default auto)")
+    add_config_argument(parser)
 
 
 def logged_model_store(args: argparse.Namespace) -> StoreConfig:
@@ -563,11 +564,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_slim(args: argparse.Namespace) -> int:
+def fine_tune_setup(args: argparse.Namespace) -> tuple[StoreConfig, Config]:
+    """The store and config of slim and simplify, their fine-tuning rate checked."""
     store = logged_model_store(args)
     config = config_from_args(args)
     if args.fine_tune_lr is not None and not args.fine_tune_lr > 0:
         fail(f"fine-tune learning rate {args.fine_tune_lr!r} must be positive")
+    return store, config
+
+
+def cmd_slim(args: argparse.Namespace) -> int:
+    store, config = fine_tune_setup(args)
     from search.progress import console, slim_table
     from search.session import resolve_device
     from search.slim import slim_run
@@ -615,10 +622,7 @@ def simplify_layers(args: argparse.Namespace) -> list[int] | None:
 
 
 def cmd_simplify(args: argparse.Namespace) -> int:
-    store = logged_model_store(args)
-    config = config_from_args(args)
-    if args.fine_tune_lr is not None and not args.fine_tune_lr > 0:
-        fail(f"fine-tune learning rate {args.fine_tune_lr!r} must be positive")
+    store, config = fine_tune_setup(args)
     thresholds = simplify_thresholds(args)
     layers = simplify_layers(args)
     from search.progress import console, simplify_line, simplify_table
