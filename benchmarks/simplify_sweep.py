@@ -66,9 +66,10 @@ def main() -> None:
                 generator = torch.Generator().manual_seed(seed)
                 for threshold in thresholds:
                     plans = plan(model, threshold)
-                    _, report = snap_and_tune(model, data, plans, threshold, epochs, rate, recipe.batch_size, seed)
+                    _, report = snap_and_tune(model, data, plans, threshold, epochs, rate, recipe.batch_size, seed,
+                                              control.val_acc)
                     _, random = snap_and_tune(model, data, at_random(plans, generator), threshold, epochs, rate,
-                                              recipe.batch_size, seed)
+                                              recipe.batch_size, seed, control.val_acc)
                     gaps[threshold]["tuned"].append(report.tuned_acc - control.tuned_acc)
                     gaps[threshold]["random"].append(random.tuned_acc - control.tuned_acc)
                     gaps[threshold]["removed"].append(report.removed_share)

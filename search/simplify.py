@@ -42,17 +42,19 @@ def simplify_model(
     layers: Sequence[int] | None = None,
     batch_size: int = 128,
     seed: int = 0,
+    val_acc: float | None = None,
 ) -> tuple[ConvNet, SimplifyReport]:
     """Snap ``model``'s kernels whose best symmetry score is ``>= threshold`` (in ``layers``,
     0-based, when given), freeze them, fine-tune the rest ``epochs`` at ``lr``; ``model`` is not
     changed. Nothing snapped means nothing to adapt: no fine-tuning, the same accuracy. With
     ``threshold=None`` nothing is snapped and the whole network is fine-tuned all the same:
-    the control that tells what fine-tuning alone does."""
+    the control that tells what fine-tuning alone does. ``val_acc``: the trained model's, when
+    already measured (a sweep measures it once)."""
     model = model.to(data.x_val.device)
     plans = plan(model, torch.inf if threshold is None else threshold, layers)
     if threshold is not None and not any(p.simplified for p in plans):
         epochs = 0
-    return snap_and_tune(model, data, plans, threshold, epochs, lr, batch_size, seed)
+    return snap_and_tune(model, data, plans, threshold, epochs, lr, batch_size, seed, val_acc)
 
 
 def snap_and_tune(
@@ -64,12 +66,14 @@ def snap_and_tune(
     lr: float,
     batch_size: int = 128,
     seed: int = 0,
+    val_acc: float | None = None,
 ) -> tuple[ConvNet, SimplifyReport]:
     """A copy of ``model`` with the kernels ``plans`` choose snapped and frozen, the rest
     fine-tuned ``epochs`` at ``lr``; accuracy measured before, after snapping and after tuning."""
     start = time.monotonic()
     model = model.to(data.x_val.device)
-    _, val_acc = evaluate(model, data.x_val, data.y_val, batch_size)
+    if val_acc is None:
+        _, val_acc = evaluate(model, data.x_val, data.y_val, batch_size)
     net = snap_(copy.deepcopy(model), plans)
     _, projected_acc = evaluate(net, data.x_val, data.y_val, batch_size)
     tuned_acc, tuned_epochs = projected_acc, 0
@@ -129,16 +133,18 @@ def simplify_run(
     reports = []
     with tracker.ending(child), tempfile.TemporaryDirectory() as folder:
         pictures = Path(folder)
+        model = logged.model.to(data.x_val.device)
+        _, val_acc = evaluate(model, data.x_val, data.y_val, full.batch_size)  # once for every threshold
         for threshold in thresholds:
-            net, report = simplify_model(logged.model, data, threshold, epochs, rate, chosen, full.batch_size,
-                                         int(logged.meta["seed"]))
+            net, report = simplify_model(model, data, threshold, epochs, rate, chosen, full.batch_size,
+                                         int(logged.meta["seed"]), val_acc)
             report = dataclasses.replace(report, run_id=child)
             reports.append(report)
             suffix = metric_suffix(threshold)
             tracker.log_metrics(child, {f"{k}_{suffix}": v for k, v in report.metrics().items()})
             for layer_plan in report.plans:
                 if layer_plan.simplified:
-                    simplified_kernels(logged.model, net, layer_plan,
+                    simplified_kernels(model, net, layer_plan,
                                        pictures / f"kernels_{suffix}_layer{layer_plan.layer + 1}.png")
             if on_report is not None:
                 on_report(report)
