@@ -6,6 +6,7 @@ recipe and seed).
 
     python -m benchmarks.fidelity_grid --dataset textures --width-choices 4,8,16,32,64 \\
         [--store runs] [--candidates 24] [--full-seeds 2] [--frozen 1,2] [--epochs 2,4] [--train-images 0,512]
+        [--warmup 0.5] [--batch-size 32,128] [--lr 0.002] [--replicas 1,3]
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main() -> None:
     parser.add_argument("--epochs", default="4")
     parser.add_argument("--train-images", default="0", help="0: all")
     parser.add_argument("--warmup", default="0.5")
+    parser.add_argument("--batch-size", default="128")
+    parser.add_argument("--lr", default="0.002")
+    parser.add_argument("--replicas", default="1")
     args = parser.parse_args()
 
     choices = parse_int_list(args.width_choices, "width")
@@ -66,14 +70,18 @@ def main() -> None:
 
     for report in baselines.reports:
         line(report.scorer, report)
-    for frozen, epochs, images, warmup in itertools.product(
+    for frozen, epochs, images, warmup, batch_size, lr, replicas in itertools.product(
             parse_int_list(args.frozen, "k"), parse_int_list(args.epochs, "epochs"),
-            [int(v) for v in args.train_images.split(",")], [float(v) for v in args.warmup.split(",")]):
+            [int(v) for v in args.train_images.split(",")], [float(v) for v in args.warmup.split(",")],
+            parse_int_list(args.batch_size, "batch size"), [float(v) for v in args.lr.split(",")],
+            parse_int_list(args.replicas, "replicas")):
         config = replace(base, space=replace(base.space, frozen_layers=(frozen,)),
-                         proxy=replace(base.proxy, epochs=epochs, train_images=images or None, warmup_epochs=warmup),
+                         proxy=replace(base.proxy, epochs=epochs, train_images=images or None, warmup_epochs=warmup,
+                                       batch_size=batch_size, lr=lr, replicas=replicas),
                          fidelity=replace(base.fidelity, scorers=("proxy",)))
         (report,) = run_validation(config.validate()).reports
-        line(f"proxy k={frozen} epochs={epochs} images={images or 'all'} warmup={warmup:g}", report)
+        line(f"proxy k={frozen} e={epochs} r={replicas} img={images or 'all'} b={batch_size} lr={lr:g} wu={warmup:g}",
+             report)
 
 
 if __name__ == "__main__":

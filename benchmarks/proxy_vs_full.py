@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load(DataConfig(dataset=args.dataset)).to(resolve_device(args.device))
-    proxy = ProxyConfig(epochs=args.epochs, amp=args.amp)
+    proxy = ProxyConfig(epochs=args.epochs, amp=args.amp, replicas=1)  # one network each side
     model = ModelConfig()
     print(f"{args.dataset}: {len(data.y_train)} train images, {args.epochs} epochs, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}{' amp' if args.amp else ''}")

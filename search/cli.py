@@ -290,11 +290,14 @@ def add_space_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("proxy")
-    group.add_argument("--proxy-epochs", type=int, metavar="E", help="epochs of the top per trial (default 4)")
+    group.add_argument("--proxy-epochs", type=int, metavar="E", help="epochs of the top per trial (default 2)")
+    group.add_argument("--proxy-replicas", type=int, metavar="R", help="copies of the top, each with its own "
+                       "random initial weights, trained side by side; the score is their mean (default 3)")
     group.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
     group.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     group.add_argument("--cache-mb", type=float, metavar="MB", help="keep a trial's frozen features in memory up "
-                       "to this size, else recompute them per batch (default 2048)")
+                       "to this size, else recompute them per batch; features kept for later trials with the same "
+                       "lower widths stay within it too (default 2048)")
     group.add_argument("--max-kernel-norm", type=float, metavar="C", help="max L2 norm of each conv kernel")
     group.add_argument("--max-column-norm", type=float, metavar="C", help="max L2 norm of each linear unit's weights")
     return group
@@ -377,8 +380,8 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
             "val_limit": args.val_limit,
         },
         "space": {"layers": args.layers},
-        "proxy": {"epochs": args.proxy_epochs, "batch_size": args.batch_size, "lr": args.lr, "cache_mb": args.cache_mb,
-                  "amp": args.amp},
+        "proxy": {"epochs": args.proxy_epochs, "replicas": args.proxy_replicas, "batch_size": args.batch_size,
+                  "lr": args.lr, "cache_mb": args.cache_mb, "amp": args.amp},
         "ray": {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
                 "gpus_per_full": args.gpus_per_full,
                 "max_concurrent": args.max_concurrent},
@@ -431,8 +434,8 @@ def require_tracking_server(tracking_uri: str | None) -> None:
 
 FLAG_NAMES = (
     "config", "budget", "trials", "seed", "pruner", "sampler", "device", "dataset", "data_dir", "download",
-    "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "batch_size",
-    "lr", "cache_mb",
+    "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "proxy_replicas",
+    "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "scorers", "bootstrap", "full_seeds", "backend", "address",

@@ -7,8 +7,9 @@ train split's per-channel mean and std, int64 labels. No per-sample Python in th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,50 @@ TEXTURE_NOISE = 0.3  # Gaussian noise, in units of the patch's own standard devi
 TEXTURE_SEED = 0  # fixed: the dataset never depends on the search seed
 
 
+class DerivedCache:
+    """Tensors computed from one ``TensorData`` (the proxy's frozen features), least recently
+    used first out, within a byte budget given at each call.
+
+    It belongs to the data it was derived from: a new ``TensorData`` (``to``, ``limit``,
+    ``dataclasses.replace``) starts an empty one, and a pickled copy (a Ray worker's) arrives empty.
+
+    Example:
+        >>> cache = DerivedCache()
+        >>> a, reused = cache.get(("k",), lambda: (torch.zeros(4),), max_bytes=64)
+        >>> b, reused = cache.get(("k",), lambda: (torch.ones(4),), max_bytes=64)
+        >>> reused, bool(b[0].eq(0).all()), cache.nbytes
+        (True, True, 16)
+    """
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[Hashable, tuple[torch.Tensor, ...]] = OrderedDict()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for entry in self._entries.values() for t in entry)
+
+    def get(self, key: Hashable, compute: Callable[[], tuple[torch.Tensor, ...]],
+            max_bytes: float) -> tuple[tuple[torch.Tensor, ...], bool]:
+        """(the tensors under ``key``, whether they were kept from before); computed and kept
+        otherwise, dropping the oldest entries while all of them exceed ``max_bytes``."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key], True
+        value = compute()
+        self._entries[key] = value
+        while len(self._entries) > 1 and self.nbytes > max_bytes:
+            self._entries.popitem(last=False)
+        if self.nbytes > max_bytes:
+            self._entries.clear()
+        return value, False
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __getstate__(self) -> dict:
+        return {"_entries": OrderedDict()}
+
+
 @dataclass(frozen=True)
 class TensorData:
     name: str
@@ -42,6 +87,8 @@ class TensorData:
     x_val: torch.Tensor
     y_val: torch.Tensor
     num_classes: int
+    # Not an __init__ argument, so ``to``, ``limit`` and ``dataclasses.replace`` start afresh.
+    derived: DerivedCache = field(default_factory=DerivedCache, init=False, compare=False, repr=False)
 
     @property
     def in_channels(self) -> int:

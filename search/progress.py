@@ -289,17 +289,20 @@ def _interval(value: float, low_high: tuple[float, float]) -> str:
 
 
 def validation_table(result: ValidationResult) -> Table:
-    """Per scorer: rank correlations with full accuracy, top-1 regret, cost."""
+    """Per scorer: rank correlations with full accuracy, top-1 and top-k regret, cost."""
     table = Table(title=f"How well each score ranks {len(result.candidates)} candidates ({result.recipe}; "
-                  f"proxy k={result.frozen_layers})",
+                  f"proxy {result.proxy or f'k={result.frozen_layers}'})",
                   caption="[95 % bootstrap interval]; /ceiling: rho over the seed ceiling; regret: best full "
-                  "accuracy minus that of the scorer's top pick; cost: seconds per candidate, and as a share of one "
-                  "full training")
-    for column in ("scorer", "Spearman rho", "/ceiling", "Kendall tau", "regret", "s/candidate", "cost/full"):
+                  "accuracy minus that of the scorer's top pick (regret@k: the best of its top k, as many as a search "
+                  "trains in full); cost: seconds per candidate, and as a share of one full training")
+    top_k = max((r.top_k for r in result.reports), default=1)
+    for column in ("scorer", "Spearman rho", "/ceiling", "Kendall tau", "regret", f"regret@{top_k}", "s/candidate",
+                   "cost/full"):
         table.add_column(column, justify="left" if column == "scorer" else "right", no_wrap=True)
     for r in sorted(result.reports, key=lambda r: -r.spearman if r.spearman == r.spearman else 2.0):
         table.add_row(r.scorer, _interval(r.spearman, r.spearman_ci), f"{r.of_ceiling:.2f}",
-                      _interval(r.kendall, r.kendall_ci), f"{r.regret:.4f}", f"{r.cost_s:.3f}", f"{r.cost_ratio:.3f}")
+                      _interval(r.kendall, r.kendall_ci), f"{r.regret:.4f}", f"{r.regret_top_k:.4f}", f"{r.cost_s:.3f}",
+                      f"{r.cost_ratio:.3f}")
     return table
 
 

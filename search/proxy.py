@@ -25,7 +25,7 @@ from torch import nn
 from models import ConvNet, format_widths
 from search.config import ModelConfig, ProxyConfig
 from search.data import TensorData
-from search.train import CosineDecay, EpochMetrics, TrainSettings, fit
+from search.train import CosineDecay, EpochMetrics, Replicas, TrainSettings, fit, laid_out, memory_format
 
 FEATURE_BATCH = 1024
 BYTES_PER_FLOAT = 4
@@ -53,10 +53,12 @@ class ProxyResult:
     cached: bool
     cache_time_s: float  # computing the frozen features once
     seconds: float  # the whole trial: build, cache, train
+    features_reused: bool = False  # the frozen features came from an earlier trial with the same lower widths
 
     def as_metrics(self) -> dict[str, float]:
         """The end-of-trial MLflow metrics."""
-        return {"proxy_score": self.score, "trial_time_s": self.seconds, "cache_time_s": self.cache_time_s}
+        return {"proxy_score": self.score, "trial_time_s": self.seconds, "cache_time_s": self.cache_time_s,
+                "features_reused": float(self.features_reused)}
 
 
 def build_model(candidate: Candidate, data: TensorData, model: ModelConfig, seed: int) -> ConvNet:
@@ -82,14 +84,34 @@ def feature_bytes(model: ConvNet, num_images: int) -> int:
 
 @torch.no_grad()
 def feature_batches(lower: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
-    """Output of the frozen blocks ``lower`` over ``x``, one batch of FEATURE_BATCH images at a time."""
-    for start in range(0, x.shape[0], FEATURE_BATCH):
-        yield lower(x[start : start + FEATURE_BATCH])
+    """Output of the frozen blocks ``lower`` over ``x``, one batch of FEATURE_BATCH images at a
+    time, in the device's fastest layout (``search.train.memory_format``)."""
+    layout = memory_format(x.device)
+    with laid_out([lower], layout):
+        for start in range(0, x.shape[0], FEATURE_BATCH):
+            yield lower(x[start : start + FEATURE_BATCH].contiguous(memory_format=layout))
 
 
 def frozen_features(model: ConvNet, x: torch.Tensor) -> torch.Tensor:
     """Output of the frozen blocks over ``x``, computed in batches."""
     return torch.cat(list(feature_batches(model.lower().eval(), x)))
+
+
+def lower_key(model: ConvNet, proxy: ProxyConfig) -> tuple:
+    """Everything the cached (standardised) frozen features of ``model`` depend on besides the data."""
+    k = model.frozen
+    return ("frozen-features", model.seed, model.widths[:k], tuple(i for i in model.pool_after if i < k),
+            model.max_kernel_norm, model.norm_fraction, proxy.train_images, proxy.standardise)
+
+
+def cached_features(model: ConvNet, x_train: torch.Tensor, x_val: torch.Tensor,
+                    standardise: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen blocks' output over both splits, standardised with the training split's statistics."""
+    x_train, x_val = frozen_features(model, x_train), frozen_features(model, x_val)
+    if standardise:
+        scale = Standardise.of(x_train.split(FEATURE_BATCH))  # float64 a batch at a time
+        x_train, x_val = scale(x_train), scale(x_val)
+    return x_train, x_val
 
 
 class Standardise(nn.Module):
@@ -125,7 +147,8 @@ def score_candidate(
     seed: int,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> ProxyResult:
-    """Train the top of ``candidate`` over frozen random features; score = val accuracy.
+    """Train the top of ``candidate`` over frozen random features; score = val accuracy (the
+    mean over ``proxy.replicas`` tops trained side by side on the same features).
 
     ``on_epoch`` sees every epoch's metrics and may raise to stop the trial (pruning).
 
@@ -144,18 +167,21 @@ def score_candidate(
     n_images = x_train.shape[0] + x_val.shape[0]
     cached = candidate.frozen_layers > 0 and feature_bytes(model, n_images) <= proxy.cache_mb * 2**20
     transform = None
+    reused = False
     if cached:
-        x_train, x_val = frozen_features(model, x_train), frozen_features(model, x_val)
-        if proxy.standardise:
-            standardise = Standardise.of(x_train.split(FEATURE_BATCH))  # float64 a batch at a time
-            x_train, x_val = standardise(x_train), standardise(x_val)
+        (x_train, x_val), reused = data.derived.get(
+            lower_key(model, proxy), lambda: cached_features(model, x_train, x_val, proxy.standardise),
+            max_bytes=proxy.cache_mb * 2**20)
     elif candidate.frozen_layers > 0:
         transform = model.lower().eval()
         if proxy.standardise:
             transform = nn.Sequential(transform, Standardise.of(feature_batches(transform, x_train)))
     cache_time_s = time.perf_counter() - start
 
-    upper = model.upper()
+    # Replica r > 0 takes the top of the same profile built with seed + r (its lower blocks unused).
+    tops = [model, *(build_model(candidate, data, model_config, seed + r).zero_classifier_()
+                     for r in range(1, proxy.replicas))]
+    upper = model.upper() if len(tops) == 1 else Replicas([top.upper() for top in tops])
     decay = CosineDecay(proxy.epochs) if proxy.decay == "cosine" else None
     history = fit(
         upper,
@@ -166,7 +192,7 @@ def score_candidate(
         TrainSettings(proxy.epochs, proxy.batch_size, proxy.lr, proxy.weight_decay, seed, amp=proxy.amp,
                       warmup_epochs=proxy.warmup_epochs, decay=decay),
         transform=transform,
-        after_step=model.apply_constraints_ if model.has_constraints else None,
+        after_step=(lambda: [top.apply_constraints_() for top in tops]) if model.has_constraints else None,
         on_epoch=on_epoch,
     )
     return ProxyResult(
@@ -178,4 +204,5 @@ def score_candidate(
         cached=cached,
         cache_time_s=cache_time_s,
         seconds=time.perf_counter() - start,
+        features_reused=reused,
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +97,36 @@ class EpochMetrics:
         }
 
 
+class Replicas(nn.Module):
+    """Copies of one architecture with their own initial weights, trained side by side on the
+    same batches: ``forward`` stacks their logits (R, B, classes). ``fit`` and ``evaluate``
+    treat stacked logits as R independent models: each replica's gradient is its own loss's,
+    and the metrics are the replicas' means (one seed's score is noisy; their mean is less so).
+
+    Example:
+        >>> net = Replicas([nn.Linear(4, 3), nn.Linear(4, 3)])
+        >>> net(torch.zeros(5, 4)).shape
+        torch.Size([2, 5, 3])
+    """
+
+    def __init__(self, copies: list[nn.Module]) -> None:
+        super().__init__()
+        self.copies = nn.ModuleList(copies)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([copy(x) for copy in self.copies])
+
+
+def replica_losses(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of (B, C) logits, or of every replica's (R, B, C): the mean over the
+    replicas of each one's loss (``reduction`` within a replica)."""
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, y, reduction=reduction)
+    replicas = logits.shape[0]
+    return F.cross_entropy(logits.flatten(0, 1), y.repeat(replicas), reduction=reduction) / (
+        1 if reduction == "mean" else replicas)
+
+
 class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -106,6 +137,32 @@ class StopTraining(Exception):
     ``fit`` lets it through; callers that can use a partly trained model catch it
     (``search.progressive.train_full`` does, and keeps the epochs done so far).
     """
+
+
+def memory_format(device: torch.device, amp: bool = False) -> torch.memory_format:
+    """The layout convolutions run fastest in: channels-last on the CPU (oneDNN; measured on 2
+    cores: training 12-25 % and the frozen-feature pass 30-40 % faster than contiguous, same
+    accuracy) and under bfloat16 autocast on CUDA (tensor cores); contiguous otherwise."""
+    if device.type == "cpu" or (amp and device.type == "cuda"):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+@contextmanager
+def laid_out(modules: list[nn.Module], layout: torch.memory_format) -> Iterator[None]:
+    """Hold the 4-D parameters of ``modules`` in ``layout`` for the block, contiguous again after.
+
+    The parameters stay the same objects (optimisers, hooks and ``Freeze`` keep working);
+    outside ``fit`` and the feature pass every weight is contiguous, so code that views
+    weights (widening, slimming, analysis) never sees another layout.
+    """
+    for module in modules:
+        module.to(memory_format=layout)
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.to(memory_format=torch.contiguous_format)
 
 
 def synchronize(device: torch.device) -> None:
@@ -144,61 +201,65 @@ def fit(
         >>> [m.epoch for m in history]
         [1, 2]
     """
-    parameters = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
-    steps_per_epoch = math.ceil(x_train.shape[0] / settings.batch_size)
-    # Steps whose rate differs from lr: all of them with a decay, else the warm-up's (the last
-    # of which sets the full rate).
-    scheduled_steps = math.inf if settings.decay is not None else settings.warmup_epochs * steps_per_epoch
-    step = 0
-    generator = torch.Generator().manual_seed(settings.seed)
-    device = x_train.device
-    n_train = x_train.shape[0]
-    history: list[EpochMetrics] = []
-    for epoch in range(1, settings.epochs + 1):
-        module.train()
-        synchronize(device)
-        start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        for xb, yb in batches(x_train, y_train, settings.batch_size, generator):
-            if transform is not None:
-                with torch.no_grad():
-                    xb = transform(xb)
-            if augment is not None:
-                xb = augment(xb)
-            with autocast(device, settings.amp):
-                loss = F.cross_entropy(module(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if step <= scheduled_steps:
-                for group in optimizer.param_groups:
-                    group["lr"] = settings.lr_at(step, steps_per_epoch)
-            step += 1
-            optimizer.step()
-            if after_step is not None:
-                after_step()
-            loss_sum += loss.detach() * yb.shape[0]
-        train_loss = loss_sum.item() / n_train  # the epoch's one sync
-        epoch_time_s = time.perf_counter() - start
-        if not math.isfinite(train_loss):
-            raise DivergedError(f"training loss is {train_loss} in epoch {epoch}")
+    layout = memory_format(x_train.device, settings.amp)
+    with laid_out([module, *([transform] if isinstance(transform, nn.Module) else [])], layout):
+        parameters = [p for p in module.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+        steps_per_epoch = math.ceil(x_train.shape[0] / settings.batch_size)
+        # Steps whose rate differs from lr: all of them with a decay, else the warm-up's (the last
+        # of which sets the full rate).
+        scheduled_steps = math.inf if settings.decay is not None else settings.warmup_epochs * steps_per_epoch
+        step = 0
+        generator = torch.Generator().manual_seed(settings.seed)
+        device = x_train.device
+        n_train = x_train.shape[0]
+        history: list[EpochMetrics] = []
+        for epoch in range(1, settings.epochs + 1):
+            module.train()
+            synchronize(device)
+            start = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            for xb, yb in batches(x_train, y_train, settings.batch_size, generator):
+                if transform is not None:
+                    with torch.no_grad():
+                        xb = transform(xb)
+                if augment is not None:
+                    xb = augment(xb)
+                with autocast(device, settings.amp):
+                    logits = module(xb)
+                    loss = replica_losses(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                # Replicas: the sum of their losses, so each one's gradient is what it alone would get.
+                (loss * logits.shape[0] if logits.dim() == 3 else loss).backward()
+                if step <= scheduled_steps:
+                    for group in optimizer.param_groups:
+                        group["lr"] = settings.lr_at(step, steps_per_epoch)
+                step += 1
+                optimizer.step()
+                if after_step is not None:
+                    after_step()
+                loss_sum += loss.detach() * yb.shape[0]
+            train_loss = loss_sum.item() / n_train  # the epoch's one sync
+            epoch_time_s = time.perf_counter() - start
+            if not math.isfinite(train_loss):
+                raise DivergedError(f"training loss is {train_loss} in epoch {epoch}")
 
-        start = time.perf_counter()
-        val_loss, val_acc = evaluate(module, x_val, y_val, settings.batch_size, transform, settings.amp)
-        eval_time_s = time.perf_counter() - start
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=train_loss,
-            val_loss=val_loss,
-            val_acc=val_acc,
-            epoch_time_s=epoch_time_s,
-            eval_time_s=eval_time_s,
-            images_per_s=n_train / epoch_time_s,
-        )
-        history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(metrics)
-    return history
+            start = time.perf_counter()
+            val_loss, val_acc = evaluate(module, x_val, y_val, settings.batch_size, transform, settings.amp)
+            eval_time_s = time.perf_counter() - start
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=train_loss,
+                val_loss=val_loss,
+                val_acc=val_acc,
+                epoch_time_s=epoch_time_s,
+                eval_time_s=eval_time_s,
+                images_per_s=n_train / epoch_time_s,
+            )
+            history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
+        return history
 
 
 @torch.no_grad()
@@ -210,16 +271,17 @@ def evaluate(
     transform: Transform | None = None,
     amp: bool = False,
 ) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``module`` on (x, y)."""
+    """(mean cross-entropy, accuracy) of ``module`` on (x, y); of ``Replicas``, the means over the replicas."""
     module.eval()
     loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    correct = torch.zeros((), device=x.device)
     for xb, yb in batches(x, y, max(batch_size, 512)):
         if transform is not None:
             xb = transform(xb)
         with autocast(x.device, amp):
             logits = module(xb).float()
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum")
-        correct += (logits.argmax(dim=1) == yb).sum()
+        loss_sum += replica_losses(logits, yb, reduction="sum")
+        hits = logits.argmax(dim=-1) == yb
+        correct += hits.sum() / (hits.shape[0] if hits.dim() == 2 else 1)
     n = max(int(x.shape[0]), 1)
     return loss_sum.item() / n, correct.item() / n

@@ -4,7 +4,8 @@
 width choices), trains each in full with one fixed recipe (cached in the store, so a second
 run with other scorer settings does not retrain), scores each with every scorer, and
 reports per scorer Spearman's rho and Kendall's tau against full accuracy with bootstrap
-95 % intervals, the regret of its top-1 pick and its cost per candidate.
+95 % intervals, the regret of its top-1 pick and of its top ``search.top_k`` picks (what a
+search that trains its top k in full would miss) and its cost per candidate.
 
 ``run_frozen_sweep`` answers the question before choosing k: for one profile and k = 0 ... L
 frozen layers, the trained parameters, seconds per epoch with and without the feature cache,
@@ -77,6 +78,10 @@ class ScorerReport:
     cost_s: float  # mean seconds per candidate
     cost_ratio: float  # cost_s / mean full-training seconds per candidate
     of_ceiling: float = float("nan")  # spearman / the seed ceiling (search.validate.seed_ceiling)
+    # best full accuracy minus the best among this scorer's top_k picks: what a search that
+    # trains its top_k candidates in full (search.top_k) would miss
+    regret_top_k: float = float("nan")
+    top_k: int = 0
 
 
 def _correlations(scores: np.ndarray, accuracy: np.ndarray) -> tuple[float, float]:
@@ -105,14 +110,16 @@ def bootstrap_intervals(
 
 
 def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], cost_s: Sequence[float],
-               full_s: Sequence[float], resamples: int, seed: int) -> ScorerReport:
+               full_s: Sequence[float], resamples: int, seed: int, top_k: int = 1) -> ScorerReport:
     s, a = np.asarray(scores, dtype=np.float64), np.asarray(accuracy, dtype=np.float64)
     rho, tau = _correlations(s, a)
     rho_ci, tau_ci = bootstrap_intervals(s, a, resamples, seed)
-    top = int(np.argmax(s))  # ties: the first candidate scored highest
+    ranked = np.argsort(-s, kind="stable")  # ties: the first candidate scored highest
+    top_k = max(1, min(top_k, len(s)))
     mean_cost = float(np.mean(cost_s))
-    return ScorerReport(scorer, rho, rho_ci, tau, tau_ci, float(a.max() - a[top]), mean_cost,
-                        mean_cost / max(float(np.mean(full_s)), 1e-12))
+    return ScorerReport(scorer, rho, rho_ci, tau, tau_ci, float(a.max() - a[ranked[0]]), mean_cost,
+                        mean_cost / max(float(np.mean(full_s)), 1e-12),
+                        regret_top_k=float(a.max() - a[ranked[:top_k]].max()), top_k=top_k)
 
 
 # -- the full-training cache --------------------------------------------------------
@@ -179,6 +186,7 @@ class ValidationResult:
     recipe: str
     ceiling: float  # Spearman rho between seed replicas of full training (nan with one seed)
     full_seeds: int = 1
+    proxy: str = ""  # the proxy's settings, in words
 
     @property
     def retrained(self) -> int:
@@ -263,13 +271,15 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
         reports = tuple(
             report_for(name, [c.scores[name] for c in results], [c.val_acc for c in results],
                        [c.cost_s[name] for c in results], [c.full_s for c in results],
-                       config.fidelity.bootstrap, config.search.seed)
+                       config.fidelity.bootstrap, config.search.seed, config.search.top_k)
             for name in config.fidelity.scorers
         )
         ceiling = seed_ceiling([c.replicas for c in results])
         reports = tuple(replace(r, of_ceiling=r.spearman / ceiling) for r in reports)
         log_reports(tracker, parent_id, results, reports, ceiling, seeds)
-    return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds)
+    proxy = (f"k={frozen}, {config.proxy.epochs} epoch{'s' if config.proxy.epochs > 1 else ''} x "
+             f"{config.proxy.replicas} top{'s' if config.proxy.replicas > 1 else ''}")
+    return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy)
 
 
 def training_seeds(config: Config) -> list[int]:
@@ -321,7 +331,8 @@ def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult]
     metrics: dict[str, float] = {"seed_ceiling": ceiling, "target_reliability": mean_reliability(ceiling, seeds)}
     for r in reports:
         metrics.update({f"spearman_{r.scorer}": r.spearman, f"kendall_{r.scorer}": r.kendall,
-                        f"regret_{r.scorer}": r.regret, f"cost_s_{r.scorer}": r.cost_s,
+                        f"regret_{r.scorer}": r.regret, f"regret_top_k_{r.scorer}": r.regret_top_k,
+                        f"cost_s_{r.scorer}": r.cost_s,
                         f"cost_ratio_{r.scorer}": r.cost_ratio, f"of_ceiling_{r.scorer}": r.of_ceiling})
     tracker.log_metrics(parent_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
     rows = [{"widths": format_widths(c.widths), "full_val_acc": c.val_acc, "full_time_s": c.full_s,

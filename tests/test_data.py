@@ -1,6 +1,7 @@
 import hashlib
 import pickle
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,12 @@ def test_texture_patches_stay_in_their_split_of_the_picture() -> None:
     training = _random_patches(columns, 64, 0.0, 0.7, generator)
     assert validation.min() >= 0.7 - 1e-3 and training.max() <= 0.7 + 1e-3
     assert validation.std(dim=(1, 2, 3)).min() > 0  # rotated and scaled, not constant crops
+
+
+def test_derived_tensors_never_follow_the_data_into_a_copy() -> None:
+    data = make_synthetic(16, 8, num_classes=2, image_size=8)
+    data.derived.get("features", lambda: (torch.ones(3),), max_bytes=1024)
+    assert data.derived.nbytes == 12
+    for copy in (replace(data, x_train=data.x_train * 2), data.to("cpu"), pickle.loads(pickle.dumps(data))):
+        assert copy.derived is not data.derived and copy.derived.nbytes == 0
+    assert data.derived.nbytes == 12

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from search.train import DivergedError, EpochMetrics, TrainSettings, evaluate, fit
+from search.train import DivergedError, EpochMetrics, Replicas, TrainSettings, evaluate, fit
 
 
 def data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,3 +70,38 @@ def test_warm_up_starts_below_the_learning_rate() -> None:
 
     assert first_step_change(0.0) == pytest.approx(0.1, rel=1e-3)
     assert first_step_change(1.0) == pytest.approx(0.05, rel=1e-3)  # one warm-up step: lr * 1/2
+
+
+def test_fit_trains_convolutions_channels_last_and_hands_them_back_contiguous() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, 8, 8, generator=generator)
+    y = (x[:, 0].mean(dim=(1, 2)) > 0).long()
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 2))
+    conv = net[0].weight
+    seen: list[bool] = []
+    fit(net, x, y, x, y, TrainSettings(epochs=2, batch_size=16, lr=1e-2),
+        after_step=lambda: seen.append(conv.is_contiguous(memory_format=torch.channels_last)))
+    assert all(seen) and len(seen) == 8  # 2 epochs x 4 steps, all channels-last on the CPU
+    assert net[0].weight is conv and conv.is_contiguous()  # the same parameter, contiguous again
+
+
+def _small_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def test_replicas_train_as_if_each_trained_alone() -> None:
+    x, y = data()
+    settings = TrainSettings(epochs=3, batch_size=16, lr=1e-2, seed=0, warmup_epochs=0.5)
+    together = Replicas([_small_net(1), _small_net(2)])
+    history = fit(together, x, y, x, y, settings)
+    alone = [_small_net(1), _small_net(2)]
+    for net in alone:
+        fit(net, x, y, x, y, settings)
+    for trained, reference in zip(together.copies, alone, strict=True):
+        for a, b in zip(trained.parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(a, b)
+    # the metrics are the replicas' means
+    each = [evaluate(net, x, y, 16) for net in alone]
+    assert history[-1].val_loss == pytest.approx(sum(loss for loss, _ in each) / 2, rel=1e-5)
+    assert history[-1].val_acc == pytest.approx(sum(acc for _, acc in each) / 2)

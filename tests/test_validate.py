@@ -40,6 +40,15 @@ def test_a_perfect_and_a_reversed_ranking() -> None:
     assert reversed_.spearman == pytest.approx(-1) and reversed_.regret == pytest.approx(0.3)
 
 
+def test_top_k_regret_is_what_the_best_of_the_top_k_picks_misses() -> None:
+    accuracy = [0.5, 0.9, 0.7, 0.8]
+    scores = [4, 1, 3, 2]  # picks 0.5, then 0.7, 0.8, and the best (0.9) last
+    for k, expected in ((1, 0.4), (2, 0.2), (3, 0.1), (4, 0.0), (9, 0.0)):
+        report = report_for("x", scores, accuracy, [0.0] * 4, [1.0] * 4, 50, 0, top_k=k)
+        assert report.regret == pytest.approx(0.4) and report.regret_top_k == pytest.approx(expected)
+        assert report.top_k == min(k, 4)
+
+
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_candidates() -> None:
     rng = np.random.default_rng(0)
 
@@ -74,7 +83,7 @@ TINY = ["--dataset", "synthetic", "--layers", "2", "--width-range", "4:16:4", "-
 def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(tmp_path: Path) -> None:
     first = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "1"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    for field in ("Spearman rho", "Kendall tau", "regret", "s/candidate", "cost/full", "/ceiling",
+    for field in ("Spearman rho", "Kendall tau", "regret", "regret@3", "s/candidate", "cost/full", "/ceiling",
                   "proxy", "params", "synflow", "naswot", "grad_norm"):
         assert field in first.stdout
     assert "seed ceiling: needs --full-seeds 2 or more" in first.stdout
@@ -87,6 +96,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     for scorer in ("proxy", "params", "synflow", "grad_norm"):
         assert -1 <= parent.data.metrics[f"spearman_{scorer}"] <= 1
         assert parent.data.metrics[f"cost_s_{scorer}"] > 0
+        assert 0 <= parent.data.metrics[f"regret_top_k_{scorer}"] <= parent.data.metrics[f"regret_{scorer}"]
     plots = {a.path for a in tracker.client.list_artifacts(parent.info.run_id, "plots")}
     assert {f"plots/scatter_{s}.png" for s in ("proxy", "params", "synflow", "naswot", "grad_norm")} <= plots
     children = tracker.children(parent.info.run_id)

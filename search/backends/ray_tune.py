@@ -16,6 +16,8 @@
   by dominance in the ``ShareStopper``, nor for zero-cost scorers, which have no epochs).
 - The dataset goes into Ray's object store once (``tune.with_parameters``); each trial moves
   it to its device, the GPU Ray assigned it when there is one, so cached features live there.
+  That copy is the trial's own, so trials on Ray do not reuse each other's frozen features
+  (the local backend does, for trials that share their lower widths).
 - The worker closes its trial's MLflow run; a trial stopped from outside (its thread ends
   where it stood) or lost with its worker is closed by the driver (``RunCloser``), so none
   stays RUNNING whatever stopped it.
