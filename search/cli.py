@@ -290,9 +290,9 @@ def add_space_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("proxy")
-    group.add_argument("--proxy-epochs", type=int, metavar="E", help="epochs of the top per trial (default 2)")
+    group.add_argument("--proxy-epochs", type=int, metavar="E", help="epochs of the top per trial (default 4)")
     group.add_argument("--proxy-replicas", type=int, metavar="R", help="copies of the top, each with its own "
-                       "random initial weights, trained side by side; the score is their mean (default 3)")
+                       "random initial weights, trained side by side; the score is their mean (default 2)")
     group.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
     group.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     group.add_argument("--cache-mb", type=float, metavar="MB", help="keep a trial's frozen features in memory up "
