@@ -147,7 +147,8 @@ def build_parser() -> Parser:
         description="Sample width profiles across the space, train each fully with one recipe (from scratch "
         "unless --progressive or the config file says else; results are cached in the store), score each "
         "with every scorer, and report Spearman's rho and Kendall's tau against full accuracy with bootstrap "
-        "95 percent intervals, the regret of each scorer's top pick and its cost. With --frozen-sweep: the cost and "
+        "95 percent intervals, the regret of each scorer's top pick and of its top k (top_k of the settings file, 3 "
+        "by default: the candidates a search trains in full) and its cost. With --frozen-sweep: the cost and "
         "accuracy of the proxy for k = 0..L frozen layers of one profile.",
     )
     add_config_argument(validate)
