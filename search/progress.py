@@ -291,7 +291,7 @@ def _interval(value: float, low_high: tuple[float, float]) -> str:
 def validation_table(result: ValidationResult) -> Table:
     """Per scorer: rank correlations with full accuracy, top-1 and top-k regret, cost."""
     table = Table(title=f"How well each score ranks {len(result.candidates)} candidates ({result.recipe}; "
-                  f"proxy {result.proxy or f'k={result.frozen_layers}'})",
+                  f"proxy {result.proxy})",
                   caption="[95 % bootstrap interval]; /ceiling: rho over the seed ceiling; regret: best full "
                   "accuracy minus that of the scorer's top pick (regret@k: the best of its top k, as many as a search "
                   "trains in full); cost: seconds per candidate, and as a share of one full training")

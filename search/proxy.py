@@ -182,6 +182,11 @@ def score_candidate(
     tops = [model, *(build_model(candidate, data, model_config, seed + r).zero_classifier_()
                      for r in range(1, proxy.replicas))]
     upper = model.upper() if len(tops) == 1 else Replicas([top.upper() for top in tops])
+
+    def constrain() -> None:
+        for top in tops:
+            top.apply_constraints_()
+
     decay = CosineDecay(proxy.epochs) if proxy.decay == "cosine" else None
     history = fit(
         upper,
@@ -192,7 +197,7 @@ def score_candidate(
         TrainSettings(proxy.epochs, proxy.batch_size, proxy.lr, proxy.weight_decay, seed, amp=proxy.amp,
                       warmup_epochs=proxy.warmup_epochs, decay=decay),
         transform=transform,
-        after_step=(lambda: [top.apply_constraints_() for top in tops]) if model.has_constraints else None,
+        after_step=constrain if model.has_constraints else None,
         on_epoch=on_epoch,
     )
     return ProxyResult(

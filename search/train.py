@@ -117,14 +117,9 @@ class Replicas(nn.Module):
         return torch.stack([copy(x) for copy in self.copies])
 
 
-def replica_losses(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy of (B, C) logits, or of every replica's (R, B, C): the mean over the
-    replicas of each one's loss (``reduction`` within a replica)."""
-    if logits.dim() == 2:
-        return F.cross_entropy(logits, y, reduction=reduction)
-    replicas = logits.shape[0]
-    return F.cross_entropy(logits.flatten(0, 1), y.repeat(replicas), reduction=reduction) / (
-        1 if reduction == "mean" else replicas)
+def as_replicas(logits: torch.Tensor) -> torch.Tensor:
+    """Logits as (replicas, batch, classes): a plain model's (B, C) are one replica's."""
+    return logits if logits.dim() == 3 else logits.unsqueeze(0)
 
 
 class DivergedError(RuntimeError):
@@ -226,11 +221,12 @@ def fit(
                 if augment is not None:
                     xb = augment(xb)
                 with autocast(device, settings.amp):
-                    logits = module(xb)
-                    loss = replica_losses(logits, yb)
+                    logits = as_replicas(module(xb))
+                    replicas = logits.shape[0]
+                    loss = F.cross_entropy(logits.flatten(0, 1), yb.repeat(replicas))  # the replicas' mean
                 optimizer.zero_grad(set_to_none=True)
-                # Replicas: the sum of their losses, so each one's gradient is what it alone would get.
-                (loss * logits.shape[0] if logits.dim() == 3 else loss).backward()
+                # The sum of the replicas' losses, so each one's gradient is what it alone would get.
+                (loss * replicas).backward()
                 if step <= scheduled_steps:
                     for group in optimizer.param_groups:
                         group["lr"] = settings.lr_at(step, steps_per_epoch)
@@ -279,9 +275,9 @@ def evaluate(
         if transform is not None:
             xb = transform(xb)
         with autocast(x.device, amp):
-            logits = module(xb).float()
-        loss_sum += replica_losses(logits, yb, reduction="sum")
-        hits = logits.argmax(dim=-1) == yb
-        correct += hits.sum() / (hits.shape[0] if hits.dim() == 2 else 1)
+            logits = as_replicas(module(xb)).float()
+        replicas = logits.shape[0]
+        loss_sum += F.cross_entropy(logits.flatten(0, 1), yb.repeat(replicas), reduction="sum") / replicas
+        correct += (logits.argmax(dim=-1) == yb).sum() / replicas
     n = max(int(x.shape[0]), 1)
     return loss_sum.item() / n, correct.item() / n

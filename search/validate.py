@@ -186,7 +186,7 @@ class ValidationResult:
     recipe: str
     ceiling: float  # Spearman rho between seed replicas of full training (nan with one seed)
     full_seeds: int = 1
-    proxy: str = ""  # the proxy's settings, in words
+    proxy: str = ""  # the proxy's settings, in words ("k=2, 4 epochs x 2 tops")
 
     @property
     def retrained(self) -> int:
