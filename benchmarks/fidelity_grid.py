@@ -61,12 +61,13 @@ def main() -> None:
     baselines = run_validation(base)
     print(f"{baselines.retrained} of {len(baselines.candidates)} candidates trained now, the rest cached; "
           f"seed ceiling (rho between seeds) {baselines.ceiling:.3f}")
-    print(f"{'scorer':<40} {'rho':>6} {'rho 95% CI':>15} {'/ceil':>6} {'tau':>6} {'regret':>7} {'s/cand':>7} "
-          f"{'cost/full':>9}")
+    print(f"{'scorer':<40} {'rho':>6} {'rho 95% CI':>15} {'/ceil':>6} {'beyond':>6} {'tau':>6} {'regret':>7} "
+          f"{'s/cand':>7} {'cost/full':>9}")
 
     def line(label: str, r: ScorerReport) -> None:
         print(f"{label:<40} {r.spearman:6.3f} [{r.spearman_ci[0]:5.2f}, {r.spearman_ci[1]:5.2f}] "
-              f"{r.of_ceiling:6.2f} {r.kendall:6.3f} {r.regret:7.4f} {r.cost_s:7.3f} {r.cost_ratio:9.4f}", flush=True)
+              f"{r.of_ceiling:6.2f} {r.beyond_width:6.2f} {r.kendall:6.3f} {r.regret:7.4f} {r.cost_s:7.3f} "
+              f"{r.cost_ratio:9.4f}", flush=True)
 
     for report in baselines.reports:
         line(report.scorer, report)

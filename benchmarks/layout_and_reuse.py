@@ -1,15 +1,18 @@
-"""Two speed-ups of every trial, each against its absence, side by side in one process:
+"""Speed-ups of every trial, each against its absence, side by side in one process:
 
-    (1) layout   convolutions in channels-last (``search.train.memory_format``) against
-                 contiguous, for a full training and for a proxy trial of the same profiles
+    (1) layout   convolutions in channels-last against contiguous (both forced, whatever
+                 ``search.train.memory_format`` would choose on the device), for a full
+                 training and for a proxy trial of the same profiles
     (2) reuse    the frozen features of trials that share their lower widths, kept on the data
                  (``TensorData.derived``), against computing them for every trial: a sequence
                  of profiles drawn uniformly from the default space, scored in order
+    (3) replicas a proxy trial with the default number of tops against one top: what the
+                 extra tops cost (they train one after another over the same features)
 
 Times are medians of runs taken in turns (A B A B ...). A search's sampler concentrates on
 good lower widths, so it reuses more often than uniform draws do.
 
-    python -m benchmarks.layout_and_reuse [--dataset textures] [--repeats 3] [--trials 30]
+    python -m benchmarks.layout_and_reuse [--dataset textures] [--repeats 3] [--trials 30] [--device cuda --amp]
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import argparse
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
+from dataclasses import replace
 from unittest import mock
 
 import torch
@@ -27,32 +31,33 @@ from benchmarks.common import interleaved_medians
 from search.config import DataConfig, ModelConfig, ProxyConfig, SpaceConfig
 from search.data import TensorData, load
 from search.proxy import Candidate, build_model, score_candidate
+from search.session import resolve_device
 from search.train import CosineDecay, TrainSettings, fit
 
 PROFILES = [(64, 64, 32, 32, 32), (16, 32, 64, 8, 16), (8, 8, 16, 64, 64)]
 
 
 @contextmanager
-def contiguous_only() -> Iterator[None]:
-    """The layout choice patched back to contiguous everywhere it is used."""
-    def layout(device: torch.device, amp: bool = False) -> torch.memory_format:
-        return torch.contiguous_format
-    with mock.patch("search.train.memory_format", layout), mock.patch("search.proxy.memory_format", layout):
+def forced(layout: torch.memory_format) -> Iterator[None]:
+    """The layout choice patched to ``layout`` everywhere it is used."""
+    def choice(device: torch.device, amp: bool = False) -> torch.memory_format:
+        return layout
+    with mock.patch("search.train.memory_format", choice), mock.patch("search.proxy.memory_format", choice):
         yield
 
 
-def in_layout(job: Callable[[], object], contiguous: bool) -> Callable[[], object]:
+def in_layout(job: Callable[[], object], layout: torch.memory_format) -> Callable[[], object]:
     def run() -> object:
-        with contiguous_only() if contiguous else nullcontext():
+        with forced(layout):
             return job()
     return run
 
 
-def full_training(widths: tuple[int, ...], data: TensorData, epochs: int) -> Callable[[], object]:
+def full_training(widths: tuple[int, ...], data: TensorData, epochs: int, amp: bool) -> Callable[[], object]:
     def run() -> object:
         net = build_model(Candidate(widths, 0), data, ModelConfig(), seed=0).zero_classifier_()
         return fit(net, data.x_train, data.y_train, data.x_val, data.y_val,
-                   TrainSettings(epochs, 128, 2e-3, seed=0, warmup_epochs=0.5, decay=CosineDecay(epochs)))
+                   TrainSettings(epochs, 128, 2e-3, seed=0, warmup_epochs=0.5, decay=CosineDecay(epochs), amp=amp))
     return run
 
 
@@ -68,21 +73,24 @@ def main() -> None:
     parser.add_argument("--dataset", default="textures")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
     args = parser.parse_args()
-    data = load(DataConfig(dataset=args.dataset))
-    proxy = ProxyConfig()
+    device = resolve_device(args.device)
+    data = load(DataConfig(dataset=args.dataset)).to(device)
+    proxy = ProxyConfig(amp=args.amp)
     print(f"{args.dataset}: {data.x_train.shape[0]} training images {tuple(data.x_train.shape[1:])}; torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads; proxy {proxy.epochs} epochs x "
-          f"{proxy.replicas} tops\n")
+          f"{torch.__version__} on {device}{' with bfloat16 autocast' if args.amp else ''}, "
+          f"{torch.get_num_threads()} threads; proxy {proxy.epochs} epochs x {proxy.replicas} tops\n")
 
     print("(1) layout: median seconds, contiguous vs channels-last")
     print(f"{'profile':<18} {'job':<22} {'contiguous':>10} {'channels-last':>13} {'ratio':>6}")
     for widths in PROFILES:
         label = "-".join(map(str, widths))
-        for name, job in (("full training, 2 ep", full_training(widths, data, 2)),
+        for name, job in (("full training, 2 ep", full_training(widths, data, 2, args.amp)),
                           ("proxy trial", proxy_trial(widths, data, proxy))):
-            times = interleaved_medians({"contiguous": in_layout(job, True), "channels_last": in_layout(job, False)},
-                                        args.repeats)
+            times = interleaved_medians({"contiguous": in_layout(job, torch.contiguous_format),
+                                         "channels_last": in_layout(job, torch.channels_last)}, args.repeats)
             print(f"{label:<18} {name:<22} {times['contiguous']:10.3f} {times['channels_last']:13.3f} "
                   f"{times['channels_last'] / times['contiguous']:6.2f}", flush=True)
 
@@ -104,6 +112,14 @@ def main() -> None:
     print(f"{len({p[:2] for p in profiles})} distinct lower-width pairs; {reused} of {args.trials} trials reused "
           f"features; {totals['fresh']:.1f} s computing every time, {totals['reuse']:.1f} s reusing "
           f"(ratio {totals['reuse'] / totals['fresh']:.2f})")
+
+    print(f"\n(3) replicas: median seconds of a proxy trial, 1 top vs {proxy.replicas}")
+    print(f"{'profile':<18} {'1 top':>8} {f'{proxy.replicas} tops':>8} {'ratio':>6}")
+    for widths in PROFILES:
+        times = interleaved_medians({"one": proxy_trial(widths, data, replace(proxy, replicas=1)),
+                                     "default": proxy_trial(widths, data, proxy)}, args.repeats)
+        print(f"{'-'.join(map(str, widths)):<18} {times['one']:8.3f} {times['default']:8.3f} "
+              f"{times['default'] / times['one']:6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -289,11 +289,23 @@ def add_space_arguments(parser: argparse.ArgumentParser) -> None:
                        "the search choose (default 2)")
 
 
+def proxy_images(text: str) -> int | str:
+    """``--proxy-images``: a count, or ``all`` (kept as the word: the settings turn it into "every image")."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a count of images nor 'all'") from None
+
+
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("proxy")
     group.add_argument("--proxy-epochs", type=int, metavar="E", help="epochs of the top per trial (default 4)")
     group.add_argument("--proxy-replicas", type=int, metavar="R", help="copies of the top, each with its own "
                        "random initial weights, trained side by side; the score is their mean (default 2)")
+    group.add_argument("--proxy-images", type=proxy_images, metavar="N|all", help="train the top on the first N "
+                       "training images (default 2000; all: every one)")
     group.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
     group.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     group.add_argument("--cache-mb", type=float, metavar="MB", help="keep a trial's frozen features in memory up "
@@ -381,7 +393,8 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
             "val_limit": args.val_limit,
         },
         "space": {"layers": args.layers},
-        "proxy": {"epochs": args.proxy_epochs, "replicas": args.proxy_replicas, "batch_size": args.batch_size,
+        "proxy": {"epochs": args.proxy_epochs, "replicas": args.proxy_replicas, "train_images": args.proxy_images,
+                  "batch_size": args.batch_size,
                   "lr": args.lr, "cache_mb": args.cache_mb, "amp": args.amp},
         "ray": {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
                 "gpus_per_full": args.gpus_per_full,
@@ -436,7 +449,7 @@ def require_tracking_server(tracking_uri: str | None) -> None:
 FLAG_NAMES = (
     "config", "budget", "trials", "seed", "pruner", "sampler", "device", "dataset", "data_dir", "download",
     "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "proxy_replicas",
-    "batch_size", "lr", "cache_mb",
+    "proxy_images", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "scorers", "bootstrap", "full_seeds", "backend", "address",

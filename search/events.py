@@ -18,6 +18,7 @@ class SearchStarted:
     epochs: int
     device: str
     dataset: str
+    scoring: str = ""  # the scorer and, for the proxy, its settings in words (search.proxy.describe)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class SearchProgress:
             resumed = f", resuming after {event.resumed_trials} trials" if event.resumed_trials else ""
             console.print(
                 f"Study [bold]{event.study_name}[/] on {event.dataset} ({event.device}), "
-                f"budget {event.budget_s:.0f} s{resumed}"
+                f"budget {event.budget_s:.0f} s{resumed}\nscoring: {event.scoring}"
             )
             self.progress.update(self.task, total=event.budget_s, budget=f"{event.budget_s:.0f}s", visible=True)
             self.progress.start()
@@ -292,21 +292,27 @@ def validation_table(result: ValidationResult) -> Table:
     """Per scorer: rank correlations with full accuracy, top-1 and top-k regret, cost."""
     table = Table(title=f"How well each score ranks {len(result.candidates)} candidates ({result.recipe}; "
                   f"proxy {result.proxy})",
-                  caption="[95 % bootstrap interval]; /ceiling: rho over the seed ceiling; regret: best full "
-                  "accuracy minus that of the scorer's top pick (regret@k: the best of its top k, as many as a search "
-                  "trains in full); cost: seconds per candidate, and as a share of one full training")
+                  caption="[95 % bootstrap interval]; tau: Kendall's (its interval is in scorers.json); /ceiling: rho "
+                  "over the seed ceiling; beyond width: rho with "
+                  "the overall width (sum of log widths) held fixed; regret: best full accuracy minus that of the "
+                  "scorer's top pick (regret@k: the best of its top k, as many as a search trains in full); cost: "
+                  "seconds per candidate, and as a share of one full training")
     top_k = max((r.top_k for r in result.reports), default=1)
-    for column in ("scorer", "Spearman rho", "/ceiling", "Kendall tau", "regret", f"regret@{top_k}", "s/candidate",
-                   "cost/full"):
+    for column in ("scorer", "Spearman rho", "/ceiling", "beyond width", "tau", "regret", f"regret@{top_k}",
+                   "s/candidate", "cost/full"):
         table.add_column(column, justify="left" if column == "scorer" else "right", no_wrap=True)
     for r in sorted(result.reports, key=lambda r: -r.spearman if r.spearman == r.spearman else 2.0):
-        table.add_row(r.scorer, _interval(r.spearman, r.spearman_ci), f"{r.of_ceiling:.2f}",
-                      _interval(r.kendall, r.kendall_ci), f"{r.regret:.4f}", f"{r.regret_top_k:.4f}", f"{r.cost_s:.3f}",
+        table.add_row(r.scorer, _interval(r.spearman, r.spearman_ci), f"{r.of_ceiling:.2f}", f"{r.beyond_width:.2f}",
+                      f"{r.kendall:.3f}", f"{r.regret:.4f}", f"{r.regret_top_k:.4f}", f"{r.cost_s:.3f}",
                       f"{r.cost_ratio:.3f}")
     return table
 
 
 def ceiling_line(result: ValidationResult) -> str:
+    accuracies = {round(a, 6) for c in result.candidates for a in c.replicas}
+    if len(accuracies) == 1:  # no rank correlation exists: say why rather than print nan
+        return (f"every full training ended at val_acc {accuracies.pop():.4f}: the data saturates and nothing can "
+                "be ranked on it; use harder data (fewer images, another dataset)")
     if result.ceiling != result.ceiling:
         return "seed ceiling: needs --full-seeds 2 or more"
     line = (f"seed ceiling (rho between two full-training seeds) {result.ceiling:.3f}; the target, the mean of "

@@ -61,6 +61,19 @@ class ProxyResult:
                 "features_reused": float(self.features_reused)}
 
 
+def describe(proxy: ProxyConfig, train_images: int) -> str:
+    """The proxy's settings in words, for a dataset of ``train_images`` training images.
+
+    Example:
+        >>> describe(ProxyConfig(), 8000), describe(ProxyConfig(epochs=1, replicas=1), 1438)
+        ('4 epochs x 2 tops on 2,000 of 8,000 training images', '1 epoch x 1 top on all 1,438 training images')
+    """
+    used = train_images if proxy.train_images is None else min(proxy.train_images, train_images)
+    images = f"all {train_images:,}" if used == train_images else f"{used:,} of {train_images:,}"
+    return (f"{proxy.epochs} epoch{'s' if proxy.epochs > 1 else ''} x {proxy.replicas} "
+            f"top{'s' if proxy.replicas > 1 else ''} on {images} training images")
+
+
 def build_model(candidate: Candidate, data: TensorData, model: ModelConfig, seed: int) -> ConvNet:
     """The candidate's network; its random weights depend only on (seed, widths)."""
     return ConvNet(

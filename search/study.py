@@ -31,6 +31,7 @@ from search.events import EventHandler, SearchStarted
 from search.full import run_full_phase, train_candidate
 from search.pareto import pareto_front, spanning
 from search.progressive import FullResult
+from search.proxy import describe
 from search.results import FullSummary, SearchResult, SlimReport, TrialSummary, best_full, rank_completed
 from search.session import load_data, open_store, resolve_device
 from search.space import make_sampler, narrowest, starting_params
@@ -171,7 +172,9 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     # Optuna's pruners take one objective; a pareto search prunes by dominance (search/pareto.py).
     pareto = config.search.objective == "pareto"
     study.pruner = optuna.pruners.NopPruner() if pareto else make_pruner(config.search.pruner, config.proxy.epochs)
-    emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name))
+    scoring = (f"proxy, {describe(config.proxy, data.x_train.shape[0])}" if config.search.scorer == "proxy"
+               else config.search.scorer)
+    emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name, scoring))
 
     # The proxy phase ends where the share kept for full training begins.
     proxy_budget = budget.first(1 - config.search.full_fraction) if config.search.full_phase else budget

@@ -34,7 +34,7 @@ from search import pictures
 from search.config import Config, SpaceConfig
 from search.data import TensorData
 from search.progressive import train_full
-from search.proxy import Candidate, score_candidate
+from search.proxy import Candidate, describe, score_candidate
 from search.scorers import SCORERS, ScorerSettings
 from search.session import load_data, open_store
 from search.tracking import Tracker
@@ -82,6 +82,9 @@ class ScorerReport:
     # trains its top_k candidates in full (search.top_k) would miss
     regret_top_k: float = float("nan")
     top_k: int = 0
+    # Spearman's rho with the overall width (the sum of log widths) held fixed: what the
+    # scorer knows about a profile's shape beyond how wide it is overall (partial_rank_correlation)
+    beyond_width: float = float("nan")
 
 
 def _correlations(scores: np.ndarray, accuracy: np.ndarray) -> tuple[float, float]:
@@ -109,8 +112,52 @@ def bootstrap_intervals(
             (float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))))
 
 
+def overall_width(widths: Sequence[int]) -> float:
+    """The sum of log2 widths (L times the log of the geometric mean width): how wide a
+    profile is overall, whatever its shape.
+
+    Example:
+        >>> overall_width((8, 16, 32)), overall_width((16, 16, 16))
+        (12.0, 12.0)
+    """
+    return float(np.log2(np.asarray(widths, dtype=np.float64)).sum())
+
+
+def partial_rank_correlation(scores: Sequence[float], accuracy: Sequence[float], control: Sequence[float]) -> float:
+    """Spearman's rho between ``scores`` and ``accuracy`` with ``control`` held fixed: the
+    Pearson correlation of their ranks after a straight line in the control's ranks is
+    taken out of each: 0 for scores that follow the control's order exactly (they know
+    nothing beyond it), nan when accuracy does (there is nothing beyond it to know).
+
+    In validate's samples accuracy follows the overall width closely (the sum of log widths
+    alone ranks them at 0.87-0.93), so a scorer can rank well by counting width; this says
+    whether it also tells apart profiles of the same overall width, which is what a width
+    search under a cost limit needs.
+
+    Example:
+        >>> control = [1, 2, 3, 4, 5, 6]
+        >>> accuracy = [0.1, 0.3, 0.2, 0.5, 0.4, 0.6]  # rises with the control, zig-zagging
+        >>> partial_rank_correlation(accuracy, accuracy, control)  # knows the zig-zag too
+        1.0
+        >>> partial_rank_correlation([2, 4, 6, 8, 10, 12], accuracy, control)  # knows only the control
+        0.0
+    """
+    ranks = [scipy_stats.rankdata(np.asarray(v, dtype=np.float64)) for v in (scores, accuracy, control)]
+    design = np.column_stack([np.ones_like(ranks[2]), ranks[2]])
+    residuals = [r - design @ np.linalg.lstsq(design, r, rcond=None)[0] for r in ranks[:2]]
+    norms = [float(np.linalg.norm(r)) for r in residuals]
+    tiny = 1e-9 * len(ranks[2])
+    if norms[1] < tiny:
+        return float("nan")
+    if norms[0] < tiny:
+        return 0.0
+    return round(float(residuals[0] @ residuals[1] / (norms[0] * norms[1])), 12)
+
+
 def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], cost_s: Sequence[float],
-               full_s: Sequence[float], resamples: int, seed: int, top_k: int = 1) -> ScorerReport:
+               full_s: Sequence[float], resamples: int, seed: int, top_k: int = 1,
+               widths: Sequence[Sequence[int]] | None = None) -> ScorerReport:
+    """One scorer's agreement with full training; ``widths`` (the profiles) add ``beyond_width``."""
     s, a = np.asarray(scores, dtype=np.float64), np.asarray(accuracy, dtype=np.float64)
     rho, tau = _correlations(s, a)
     rho_ci, tau_ci = bootstrap_intervals(s, a, resamples, seed)
@@ -119,7 +166,9 @@ def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], 
     mean_cost = float(np.mean(cost_s))
     return ScorerReport(scorer, rho, rho_ci, tau, tau_ci, float(a.max() - a[ranked[0]]), mean_cost,
                         mean_cost / max(float(np.mean(full_s)), 1e-12),
-                        regret_top_k=float(a.max() - a[ranked[:top_k]].max()), top_k=top_k)
+                        regret_top_k=float(a.max() - a[ranked[:top_k]].max()), top_k=top_k,
+                        beyond_width=float("nan") if widths is None else partial_rank_correlation(
+                            s, a, [overall_width(w) for w in widths]))
 
 
 # -- the full-training cache --------------------------------------------------------
@@ -271,14 +320,14 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
         reports = tuple(
             report_for(name, [c.scores[name] for c in results], [c.val_acc for c in results],
                        [c.cost_s[name] for c in results], [c.full_s for c in results],
-                       config.fidelity.bootstrap, config.search.seed, config.search.top_k)
+                       config.fidelity.bootstrap, config.search.seed, config.search.top_k,
+                       [c.widths for c in results])
             for name in config.fidelity.scorers
         )
         ceiling = seed_ceiling([c.replicas for c in results])
         reports = tuple(replace(r, of_ceiling=r.spearman / ceiling) for r in reports)
         log_reports(tracker, parent_id, results, reports, ceiling, seeds)
-    proxy = (f"k={frozen}, {config.proxy.epochs} epoch{'s' if config.proxy.epochs > 1 else ''} x "
-             f"{config.proxy.replicas} top{'s' if config.proxy.replicas > 1 else ''}")
+    proxy = f"k={frozen}, {describe(config.proxy, data.x_train.shape[0])}"
     return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy)
 
 
@@ -333,7 +382,8 @@ def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult]
         metrics.update({f"spearman_{r.scorer}": r.spearman, f"kendall_{r.scorer}": r.kendall,
                         f"regret_{r.scorer}": r.regret, f"regret_top_k_{r.scorer}": r.regret_top_k,
                         f"cost_s_{r.scorer}": r.cost_s,
-                        f"cost_ratio_{r.scorer}": r.cost_ratio, f"of_ceiling_{r.scorer}": r.of_ceiling})
+                        f"cost_ratio_{r.scorer}": r.cost_ratio, f"of_ceiling_{r.scorer}": r.of_ceiling,
+                        f"beyond_width_{r.scorer}": r.beyond_width})
     tracker.log_metrics(parent_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
     rows = [{"widths": format_widths(c.widths), "full_val_acc": c.val_acc, "full_time_s": c.full_s,
              **{f"full_val_acc_seed{i}": acc for i, acc in enumerate(c.replicas)},

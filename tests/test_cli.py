@@ -54,6 +54,8 @@ from conftest import ROOT, run_cli
         (["--cost", "watts"], "cost 'watts'"),
         (["--objective", "pareto", "--scorer", "synflow"], "scorer 'synflow' gives no accuracy"),
         (["--max-params", "0"], "max params 0"),
+        (["--proxy-images", "many"], "'many' is neither a count of images nor 'all'"),
+        (["--proxy-images", "0"], "proxy training images (a count or 'all') 0"),
         (["--max-latency-ms", "-1"], "max latency -1.0 ms"),
         (["--max-params", "1000"], "the narrowest, 4-4-4-4-4, has params"),
     ],
@@ -180,3 +182,12 @@ def test_ui_serves_the_store_on_loopback(tmp_path: Path) -> None:
     first_line = process.stdout.readline() if process.stdout else ""
     # The link opens the training runs, not MLflow 3's GenAI overview.
     assert f"http://127.0.0.1:{port}/#/experiments/{experiment['experiment_id']}/runs" in first_line
+
+
+@pytest.mark.parametrize(("flag", "images"), [([], 2000), (["--proxy-images", "all"], None),
+                                              (["--proxy-images", "500"], 500)])
+def test_proxy_images_flag(flag: list[str], images: int | None) -> None:
+    from search.cli import build_parser, config_from_args
+
+    for command in ("run", "validate"):
+        assert config_from_args(build_parser().parse_args([command, *flag])).proxy.train_images == images

@@ -39,6 +39,16 @@ def test_toml_overlays_defaults(tmp_path: Path) -> None:
     assert config.proxy == Config().proxy
 
 
+def test_proxy_images_default_to_2000_and_all_means_every_image(tmp_path: Path) -> None:
+    assert Config().proxy.train_images == 2000
+    path = tmp_path / "c.toml"
+    path.write_text('[proxy]\ntrain_images = "all"\n')
+    assert from_mapping(load_toml(path)).validate().proxy.train_images is None
+    path.write_text('[proxy]\ntrain_images = "most"\n')
+    with pytest.raises(ConfigError, match="proxy training images \\(a count or 'all'\\) 'most'"):
+        from_mapping(load_toml(path)).validate()
+
+
 def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[space]\nlayres = 4\n")

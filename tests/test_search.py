@@ -48,6 +48,8 @@ def test_search_run_logs_parent_children_and_epochs_and_keeps_the_study(tmp_path
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Top candidates" in result.stdout and "search ui --store runs" in result.stdout
+    # synthetic's 2,000 training images: the proxy's default 2,000 are all of them
+    assert "scoring: proxy, 2 epochs x 2 tops on all 2,000 training images" in result.stdout
 
     study = load_only_study(tmp_path / "runs")
     trials = study.get_trials()

@@ -7,11 +7,15 @@ import pytest
 
 from conftest import run_cli
 from search.config import Config, FullTrainConfig, SpaceConfig
+from search.progress import ceiling_line
 from search.tracking import Tracker
 from search.validate import (
+    CandidateResult,
     FullTrainingCache,
+    ValidationResult,
     bootstrap_intervals,
     mean_reliability,
+    overall_width,
     recipe_key,
     report_for,
     sample_profiles,
@@ -49,6 +53,19 @@ def test_top_k_regret_is_what_the_best_of_the_top_k_picks_misses() -> None:
         assert report.top_k == min(k, 4)
 
 
+def test_beyond_width_separates_knowing_the_shape_from_counting_width() -> None:
+    rng = np.random.default_rng(0)
+    widths = [tuple(int(w) for w in rng.choice([4, 8, 16, 32, 64], size=3)) for _ in range(40)]
+    size = np.array([overall_width(w) for w in widths])
+    shape = np.array([np.log2(w[0]) - np.log2(w[2]) for w in widths])  # wide first, narrow last is better
+    accuracy = size + shape
+    counts_width = report_for("size", size, accuracy, [0.0] * 40, [1.0] * 40, 50, 0, widths=widths)
+    knows_shape = report_for("shape", accuracy, accuracy, [0.0] * 40, [1.0] * 40, 50, 0, widths=widths)
+    assert counts_width.spearman > 0.6 and counts_width.beyond_width == 0.0
+    assert knows_shape.beyond_width == pytest.approx(1.0)
+    assert np.isnan(report_for("x", size, accuracy, [0.0] * 40, [1.0] * 40, 50, 0).beyond_width)  # no widths given
+
+
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_candidates() -> None:
     rng = np.random.default_rng(0)
 
@@ -83,7 +100,7 @@ TINY = ["--dataset", "synthetic", "--layers", "2", "--width-range", "4:16:4", "-
 def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(tmp_path: Path) -> None:
     first = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "1"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    for field in ("Spearman rho", "Kendall tau", "regret", "regret@3", "s/candidate", "cost/full", "/ceiling",
+    for field in ("Spearman rho", "tau", "beyond width", "regret", "regret@3", "s/candidate", "cost/full", "/ceiling",
                   "proxy", "params", "synflow", "naswot", "grad_norm"):
         assert field in first.stdout
     assert "seed ceiling: needs --full-seeds 2 or more" in first.stdout
@@ -97,6 +114,8 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
         assert -1 <= parent.data.metrics[f"spearman_{scorer}"] <= 1
         assert parent.data.metrics[f"cost_s_{scorer}"] > 0
         assert 0 <= parent.data.metrics[f"regret_top_k_{scorer}"] <= parent.data.metrics[f"regret_{scorer}"]
+        assert -1 <= parent.data.metrics.get(f"beyond_width_{scorer}", 0) <= 1  # nan is not logged
+    assert any(f"beyond_width_{scorer}" in parent.data.metrics for scorer in ("proxy", "params", "synflow"))
     plots = {a.path for a in tracker.client.list_artifacts(parent.info.run_id, "plots")}
     assert {f"plots/scatter_{s}.png" for s in ("proxy", "params", "synflow", "naswot", "grad_norm")} <= plots
     children = tracker.children(parent.info.run_id)
@@ -150,6 +169,18 @@ def test_the_seed_ceiling_is_the_mean_rank_agreement_between_seeds() -> None:
 
 
 @pytest.mark.slow
+def test_a_saturated_target_is_named_not_printed_as_nan() -> None:
+    def result(replicas: list[tuple[float, ...]]) -> ValidationResult:
+        candidates = tuple(CandidateResult((4, 4), r, 1.0, False, {}, {}) for r in replicas)
+        return ValidationResult(candidates, (), "run", 1, "recipe", seed_ceiling(replicas), len(replicas[0]))
+
+    saturated = ceiling_line(result([(1.0, 1.0)] * 3))
+    assert "every full training ended at val_acc 1.0000" in saturated and "saturates" in saturated
+    assert "seed ceiling (rho between two full-training seeds) 1.000" in ceiling_line(
+        result([(0.5, 0.52), (0.6, 0.61), (0.7, 0.7)]))
+    assert ceiling_line(result([(0.5,), (0.6,), (0.7,)])) == "seed ceiling: needs --full-seeds 2 or more"
+
+
 def test_the_frozen_sweep_covers_k_from_zero_to_every_layer(tmp_path: Path) -> None:
     result = run_cli(["validate", "--frozen-sweep", "--widths", "8-16-16", "--dataset", "synthetic",
                       "--proxy-epochs", "2", "--device", "cpu"], cwd=tmp_path)
