@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BUDGET ?= 3m
+# Two pytest processes (pytest-xdist), a whole file to each: the Ray tests share one head per
+# file and wait on Ray much of the time, so they overlap with the CPU-bound rest. 0 runs serially.
+TEST_WORKERS ?= 2
 
 .PHONY: install run test bench ui clean
 
@@ -20,7 +23,7 @@ run: install
 	$(BIN)/search run --budget $(BUDGET)
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python -m benchmarks.proxy_vs_full

@@ -20,6 +20,7 @@ from search.config import (
     DEVICES,
     PRUNERS,
     SAMPLERS,
+    SAMPLES,
     SCORERS,
     SIMPLIFY_SWEEP,
     SIMPLIFY_THRESHOLD,
@@ -153,7 +154,9 @@ def build_parser() -> Parser:
     )
     add_config_argument(validate)
     group = validate.add_argument_group("validation")
-    group.add_argument("--candidates", type=int, metavar="N", help="profiles sampled across the space (default 24)")
+    group.add_argument("--candidates", type=int, metavar="N", help="profiles sampled from the space (default 24)")
+    group.add_argument("--sample", choices=SAMPLES, help="spread: across the space, every overall width (default); "
+                       "equal-width: one overall width (the middle of the space), different shapes")
     group.add_argument("--scorers", metavar="NAME,...", help=f"among {', '.join(SCORERS)} (default: all)")
     group.add_argument("--bootstrap", type=int, metavar="N", help="resamples for the 95%% intervals (default 1000)")
     group.add_argument("--full-seeds", type=int, metavar="N", help="full trainings per candidate with seeds "
@@ -382,7 +385,8 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
                    "backend": args.backend, "objective": args.objective, "cost": args.cost,
                    "max_params": args.max_params, "max_macs": args.max_macs, "max_latency_ms": args.max_latency_ms,
                    "latency_batch": args.latency_batch, "slim": args.slim},
-        "fidelity": {"candidates": args.candidates, "bootstrap": args.bootstrap, "full_seeds": args.full_seeds,
+        "fidelity": {"candidates": args.candidates, "sample": args.sample, "bootstrap": args.bootstrap,
+                     "full_seeds": args.full_seeds,
                      "scorers": tuple(v.strip() for v in args.scorers.split(",") if v.strip())
                      if args.scorers is not None else None},
         "data": {
@@ -452,9 +456,9 @@ FLAG_NAMES = (
     "proxy_images", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
-    "warmup_epochs", "decay", "scorer", "candidates", "scorers", "bootstrap", "full_seeds", "backend", "address",
-    "cpus_per_trial", "gpus_per_trial", "gpus_per_full", "max_concurrent", "amp", "objective", "cost", "max_params",
-    "max_macs", "max_latency_ms", "latency_batch", "slim", "fine_tune_epochs", "fine_tune_lr",
+    "warmup_epochs", "decay", "scorer", "candidates", "sample", "scorers", "bootstrap", "full_seeds", "backend",
+    "address", "cpus_per_trial", "gpus_per_trial", "gpus_per_full", "max_concurrent", "amp", "objective", "cost",
+    "max_params", "max_macs", "max_latency_ms", "latency_batch", "slim", "fine_tune_epochs", "fine_tune_lr",
 )
 
 
@@ -549,7 +553,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             console.print(f"  {index + 1:>3}/{total}  {format_widths(c.widths):<24} full val_acc "
                           f"{c.val_acc:.4f} (seeds {seeds}; {source})")
 
-        console.print(f"Validating {', '.join(config.fidelity.scorers)} on {config.fidelity.candidates} "
+        shape = "equal-width " if config.fidelity.sample == "equal-width" else ""
+        console.print(f"Validating {', '.join(config.fidelity.scorers)} on {config.fidelity.candidates} {shape}"
                       f"profiles of {config.data.dataset}; full training: {config.full.mode}, "
                       f"{config.full.stages * config.full.epochs_per_stage} epochs, {config.full.decay} rate, "
                       f"{config.fidelity.full_seeds} seed(s) each")

@@ -34,6 +34,7 @@ DEVICES = ("auto", "cpu", "cuda")
 WIDEN_CHOICES = ("partial", "net2net", "none")
 DECAYS = ("cosine", "constant")
 SCORERS = ("proxy", "params", "synflow", "naswot", "grad_norm")  # search/scorers.py
+SAMPLES = ("spread", "equal-width")  # validate's profiles: search/validate.py
 BACKENDS = ("local", "ray")
 
 
@@ -210,7 +211,11 @@ class RayConfig:
 class FidelityConfig:
     """``search validate``: how well each scorer ranks candidates against full training."""
 
-    candidates: int = 24  # width profiles sampled from the space (Latin hypercube over the choices)
+    candidates: int = 24  # width profiles sampled from the space
+    # "spread": a Latin hypercube over each layer's choices (profiles of every overall width);
+    # "equal-width": profiles of one overall width (the middle of the space) and different
+    # shapes, which is what a width search under a cost limit has to tell apart.
+    sample: str = "spread"
     scorers: tuple[str, ...] = SCORERS
     bootstrap: int = 1000  # resamples for the 95 % intervals of rho and tau
     # Full trainings per candidate (seeds seed, seed+1, ...): the target is their mean, and the
@@ -534,6 +539,8 @@ def _validate_fidelity(fidelity: FidelityConfig) -> None:
             raise ConfigError(f"unknown scorer {name!r}; choose among {', '.join(SCORERS)}")
     _require_positive_int(fidelity.bootstrap, "bootstrap resamples")
     _require_positive_int(fidelity.full_seeds, "full seeds")
+    if fidelity.sample not in SAMPLES:
+        raise ConfigError(f"unknown sample {fidelity.sample!r}; choose among {', '.join(SAMPLES)}")
 
 
 def nearest_existing(path: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from search.events import (
 )
 from search.pareto import pareto_front
 from search.results import SearchResult, SimplifyReport, SlimReport, TrialSummary
-from search.validate import SweepRow, ValidationResult, seeds_needed
+from search.validate import NOISY_TARGET, SweepRow, ValidationResult, seeds_needed
 
 console = Console(highlight=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -290,7 +291,8 @@ def _interval(value: float, low_high: tuple[float, float]) -> str:
 
 def validation_table(result: ValidationResult) -> Table:
     """Per scorer: rank correlations with full accuracy, top-1 and top-k regret, cost."""
-    table = Table(title=f"How well each score ranks {len(result.candidates)} candidates ({result.recipe}; "
+    sample = f"{result.sample} " if result.sample else ""
+    table = Table(title=f"How well each score ranks {len(result.candidates)} candidates {sample}({result.recipe}; "
                   f"proxy {result.proxy})",
                   caption="[95 % bootstrap interval]; tau: Kendall's (its interval is in scorers.json); /ceiling: rho "
                   "over the seed ceiling; beyond width: rho with "
@@ -302,7 +304,7 @@ def validation_table(result: ValidationResult) -> Table:
                    "s/candidate", "cost/full"):
         table.add_column(column, justify="left" if column == "scorer" else "right", no_wrap=True)
     for r in sorted(result.reports, key=lambda r: -r.spearman if r.spearman == r.spearman else 2.0):
-        table.add_row(r.scorer, _interval(r.spearman, r.spearman_ci), f"{r.of_ceiling:.2f}", f"{r.beyond_width:.2f}",
+        table.add_row(r.scorer, _interval(r.spearman, r.spearman_ci), _number(r.of_ceiling), _number(r.beyond_width),
                       f"{r.kendall:.3f}", f"{r.regret:.4f}", f"{r.regret_top_k:.4f}", f"{r.cost_s:.3f}",
                       f"{r.cost_ratio:.3f}")
     return table
@@ -320,9 +322,16 @@ def ceiling_line(result: ValidationResult) -> str:
     needed = seeds_needed(result.ceiling)
     if needed is None:
         return line + "; the seeds do not agree at all: train longer before trusting any ranking"
+    if result.target_reliability < NOISY_TARGET:
+        line += ("; the target is mostly seed noise, so no scorer's rho on these profiles says much (rho/ceiling "
+                 "not shown): full training barely tells them apart")
     if needed > result.full_seeds:
         return line + f"; --full-seeds {needed} would reach 0.9"
     return line
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "-"
 
 
 def frozen_sweep_table(rows: list[SweepRow], widths: str, epochs: int) -> Table:

@@ -1,8 +1,9 @@
 """``search validate``: does a cheap score rank width profiles the way full training does?
 
 ``run_validation`` samples profiles across the space (a Latin hypercube over each layer's
-width choices), trains each in full with one fixed recipe (cached in the store, so a second
-run with other scorer settings does not retrain), scores each with every scorer, and
+width choices; or, with ``sample = "equal-width"``, profiles of one overall width), trains
+each in full with one fixed recipe (cached in the store, so a second run with other scorer
+settings does not retrain), scores each with every scorer, and
 reports per scorer Spearman's rho and Kendall's tau against full accuracy with bootstrap
 95 % intervals, the regret of its top-1 pick and of its top ``search.top_k`` picks (what a
 search that trains its top k in full would miss) and its cost per candidate.
@@ -33,6 +34,7 @@ from models import format_widths
 from search import pictures
 from search.config import Config, SpaceConfig
 from search.data import TensorData
+from search.errors import ConfigError
 from search.progressive import train_full
 from search.proxy import Candidate, describe, score_candidate
 from search.scorers import SCORERS, ScorerSettings
@@ -45,13 +47,65 @@ CACHE_FILE = "full_training_cache.json"
 # -- sampling -----------------------------------------------------------------------
 
 
-def sample_profiles(space: SpaceConfig, count: int, seed: int) -> list[tuple[int, ...]]:
+EQUAL_WIDTH_BAND = 0.5  # the equal-width sample: |sum of log2 widths - the middle| <= this
+EQUAL_WIDTH_DRAWS = 200_000  # uniform draws from the space before giving up on finding enough
+
+
+def sample_profiles(space: SpaceConfig, count: int, seed: int, sample: str = "spread") -> list[tuple[int, ...]]:
+    """``count`` distinct-enough width profiles, seeded: ``spread_profiles`` or ``equal_width_profiles``."""
+    if sample == "equal-width":
+        return equal_width_profiles(space, count, seed)
+    return spread_profiles(space, count, seed)
+
+
+def middle_width(space: SpaceConfig) -> float:
+    """The overall width (sum of log2 widths) half-way between the narrowest and widest profile.
+
+    Example:
+        >>> middle_width(SpaceConfig(layers=5, width_choices=(4, 8, 16, 32, 64)))  # 16-16-16-16-16
+        20.0
+    """
+    return float(sum((math.log2(min(space.choices(layer))) + math.log2(max(space.choices(layer)))) / 2
+                     for layer in range(space.layers)))
+
+
+def equal_width_profiles(space: SpaceConfig, count: int, seed: int) -> list[tuple[int, ...]]:
+    """``count`` distinct profiles of one overall width and different shapes: drawn uniformly
+    from the space, kept when their sum of log2 widths is within ``EQUAL_WIDTH_BAND`` of
+    ``middle_width`` (with power-of-two choices: exactly equal; the geometric mean width within
+    a factor 2 ** (0.5 / layers) otherwise). Uniform among such profiles.
+
+    In a spread sample accuracy follows the overall width so closely that counting width ranks
+    it (0.87-0.93 on every sample in the README); here a score must tell shapes apart.
+
+    Example:
+        >>> space = SpaceConfig(layers=3, width_choices=(4, 8, 16, 32, 64))
+        >>> profiles = equal_width_profiles(space, 6, seed=0)
+        >>> len(set(profiles)), {overall_width(p) for p in profiles}
+        (6, {12.0})
+    """
+    target = middle_width(space)
+    choices = [np.asarray(space.choices(layer), dtype=np.int64) for layer in range(space.layers)]
+    rng = np.random.default_rng(seed)
+    found: dict[tuple[int, ...], None] = {}
+    for _ in range(0, EQUAL_WIDTH_DRAWS, 4096):
+        draws = np.column_stack([rng.choice(c, size=4096) for c in choices])
+        keep = np.abs(np.log2(draws).sum(axis=1) - target) <= EQUAL_WIDTH_BAND + 1e-9
+        for row in draws[keep]:
+            found.setdefault(tuple(int(w) for w in row), None)
+            if len(found) == count:
+                return list(found)
+    raise ConfigError(f"candidates {count}: the space has only {len(found)} profiles of overall width "
+                      f"{target:.1f} +- {EQUAL_WIDTH_BAND} (sum of log2 widths); ask for fewer, or widen the space")
+
+
+def spread_profiles(space: SpaceConfig, count: int, seed: int) -> list[tuple[int, ...]]:
     """``count`` width profiles spread across the space: per layer, a random permutation of
     ``count`` equal strata of its choices (a Latin hypercube), so every layer's range is
     covered evenly and the layers vary independently.
 
     Example:
-        >>> profiles = sample_profiles(SpaceConfig(layers=2, width_choices=tuple(range(8, 65, 8))), 8, seed=0)
+        >>> profiles = spread_profiles(SpaceConfig(layers=2, width_choices=tuple(range(8, 65, 8))), 8, seed=0)
         >>> sorted(p[0] for p in profiles)
         [8, 16, 24, 32, 40, 48, 56, 64]
     """
@@ -137,7 +191,7 @@ def partial_rank_correlation(scores: Sequence[float], accuracy: Sequence[float],
     Example:
         >>> control = [1, 2, 3, 4, 5, 6]
         >>> accuracy = [0.1, 0.3, 0.2, 0.5, 0.4, 0.6]  # rises with the control, zig-zagging
-        >>> partial_rank_correlation(accuracy, accuracy, control)  # knows the zig-zag too
+        >>> round(partial_rank_correlation(accuracy, accuracy, control), 9)  # knows the zig-zag too
         1.0
         >>> partial_rank_correlation([2, 4, 6, 8, 10, 12], accuracy, control)  # knows only the control
         0.0
@@ -151,7 +205,7 @@ def partial_rank_correlation(scores: Sequence[float], accuracy: Sequence[float],
         return float("nan")
     if norms[0] < tiny:
         return 0.0
-    return round(float(residuals[0] @ residuals[1] / (norms[0] * norms[1])), 12)
+    return float(np.clip(residuals[0] @ residuals[1] / (norms[0] * norms[1]), -1.0, 1.0))
 
 
 def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], cost_s: Sequence[float],
@@ -236,6 +290,7 @@ class ValidationResult:
     ceiling: float  # Spearman rho between seed replicas of full training (nan with one seed)
     full_seeds: int = 1
     proxy: str = ""  # the proxy's settings, in words ("k=2, 4 epochs x 2 tops")
+    sample: str = ""  # what the candidates have in common, in words ("" for a spread sample)
 
     @property
     def retrained(self) -> int:
@@ -278,6 +333,19 @@ def mean_reliability(rho: float, seeds: int) -> float:
     return seeds * rho / (1 + (seeds - 1) * rho)
 
 
+# Below this reliability the target (the mean over seeds) is mostly seed noise: rho against it,
+# and rho over the ceiling, say little (profiles of one overall width on digits: 0.07 with 4 seeds).
+NOISY_TARGET = 0.5
+
+
+def of_ceiling(reports: Sequence[ScorerReport], ceiling: float, seeds: int) -> tuple[ScorerReport, ...]:
+    """Each report with its rho over the seed ceiling; left nan where the target is mostly noise
+    (its reliability below ``NOISY_TARGET``), since a ratio to noise means nothing."""
+    if not mean_reliability(ceiling, seeds) >= NOISY_TARGET:
+        return tuple(reports)
+    return tuple(replace(r, of_ceiling=r.spearman / ceiling) for r in reports)
+
+
 def seeds_needed(rho: float, target: float = 0.9) -> int | None:
     """The fewest seeds whose mean reaches ``target`` reliability (None when rho <= 0).
 
@@ -295,12 +363,12 @@ CandidateHandler = Callable[[int, int, CandidateResult], None]
 
 def run_validation(config: Config, on_candidate: CandidateHandler | None = None) -> ValidationResult:
     """Sample, train fully (or take from the cache), score, correlate, log to MLflow."""
+    profiles = sample_profiles(config.space, config.fidelity.candidates, config.search.seed, config.fidelity.sample)
     data = load_data(config)
     tracker = open_store(config.store)
     cache = FullTrainingCache(config.store.path / CACHE_FILE)
     frozen = config.space.frozen_layers[0]
     settings = ScorerSettings(config.model, config.proxy, config.search.seed)
-    profiles = sample_profiles(config.space, config.fidelity.candidates, config.search.seed)
     seeds = config.fidelity.full_seeds
     recipe = (f"{config.full.mode}, {config.full.stages}x{config.full.epochs_per_stage} epochs, {config.full.decay} "
               f"rate, mean of {seeds} seed{'s' if seeds > 1 else ''}")
@@ -325,10 +393,12 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
             for name in config.fidelity.scorers
         )
         ceiling = seed_ceiling([c.replicas for c in results])
-        reports = tuple(replace(r, of_ceiling=r.spearman / ceiling) for r in reports)
+        reports = of_ceiling(reports, ceiling, seeds)
         log_reports(tracker, parent_id, results, reports, ceiling, seeds)
     proxy = f"k={frozen}, {describe(config.proxy, data.x_train.shape[0])}"
-    return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy)
+    sample = (f"of one overall width ({middle_width(config.space):.1f} +- {EQUAL_WIDTH_BAND} log2)"
+              if config.fidelity.sample == "equal-width" else "")
+    return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy, sample)
 
 
 def training_seeds(config: Config) -> list[int]:

@@ -218,10 +218,11 @@ def test_a_ray_search_whose_share_ends_before_ray_starts_still_ends_with_an_answ
 
 
 @pytest.mark.slow
-def test_a_ray_trial_that_raises_is_failed_in_optuna_and_mlflow_and_the_search_ends(tmp_path: Path) -> None:
+def test_a_ray_trial_that_raises_is_failed_in_optuna_and_mlflow_and_the_search_ends(
+        tmp_path: Path, ray_head: RayHead) -> None:
     # Adam steps of 1e30 overflow in the first epoch: every trial raises before its first report.
-    result = run_cli(["run", "--backend", "ray", *TINY, "--lr", "1e30", "--trials", "2", "--budget", "90s"],
-                     cwd=tmp_path)
+    result = cli(["run", "--backend", "ray", "--address", ray_head.gcs_address, *TINY, "--lr", "1e30", "--trials", "2",
+                  "--budget", "90s"], tmp_path, ray_head.client_env)
     assert result.returncode == 0, result.stderr[-3000:]
     study = load_only_study(tmp_path / "runs")
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
@@ -233,13 +234,13 @@ def test_a_ray_trial_that_raises_is_failed_in_optuna_and_mlflow_and_the_search_e
 
 
 @pytest.mark.slow
-def test_one_trial_function_scores_synflow_trials_alike_on_both_backends(tmp_path: Path) -> None:
+def test_one_trial_function_scores_synflow_trials_alike_on_both_backends(tmp_path: Path, ray_head: RayHead) -> None:
     flags = [*TINY[:-4], "--top-k", "0", "--scorer", "synflow", "--sampler", "random", "--trials", "4",
              "--budget", "150s"]
     records = {}
-    for backend in ("local", "ray"):
+    for backend, where in (("local", []), ("ray", ["--address", ray_head.gcs_address])):
         (tmp_path / backend).mkdir()
-        result = run_cli(["run", "--backend", backend, *flags], cwd=tmp_path / backend)
+        result = cli(["run", "--backend", backend, *where, *flags], tmp_path / backend, ray_head.client_env)
         assert result.returncode == 0, result.stderr[-3000:]
         study = load_only_study(tmp_path / backend / "runs")
         trained = [t for t in study.trials if "same_as" not in t.user_attrs]
@@ -267,7 +268,8 @@ def test_one_trial_function_scores_synflow_trials_alike_on_both_backends(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_pareto_ray_search_rejects_over_the_limit_and_records_both_objectives(tmp_path: Path) -> None:
+def test_a_pareto_ray_search_rejects_over_the_limit_and_records_both_objectives(
+        tmp_path: Path, ray_head: RayHead) -> None:
     from search.cli import build_parser, config_from_args
     from search.cost import measure_cost
     from search.proxy import Candidate
@@ -277,7 +279,8 @@ def test_a_pareto_ray_search_rejects_over_the_limit_and_records_both_objectives(
              "--trials", "5", "--budget", "150s"]
     config = config_from_args(build_parser().parse_args(["run", *flags]))
     limit = measure_cost(Candidate((8, 8), 1), load_data(config), config.model, 8).total_params  # the middle profile
-    result = run_cli(["run", *flags, "--max-params", str(limit)], cwd=tmp_path)
+    result = cli(["run", *flags, "--address", ray_head.gcs_address, "--max-params", str(limit)], tmp_path,
+                 ray_head.client_env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Pareto front of" in result.stdout
 

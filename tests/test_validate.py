@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from search.config import Config, FullTrainConfig, SpaceConfig
+from search.config import Config, ConfigError, FidelityConfig, FullTrainConfig, SpaceConfig
 from search.progress import ceiling_line
 from search.tracking import Tracker
 from search.validate import (
@@ -15,6 +15,8 @@ from search.validate import (
     ValidationResult,
     bootstrap_intervals,
     mean_reliability,
+    middle_width,
+    of_ceiling,
     overall_width,
     recipe_key,
     report_for,
@@ -33,6 +35,29 @@ def test_profiles_cover_every_layer_evenly_and_depend_on_the_seed() -> None:
     few = sample_profiles(space, 4, seed=0)  # 4 strata of 3 choices each
     for layer in range(3):
         assert sorted((p[layer] - 8) // 24 for p in few) == [0, 1, 2, 3]
+
+
+def test_an_equal_width_sample_varies_the_shape_at_one_overall_width() -> None:
+    space = SpaceConfig(layers=4, width_choices=None, width_min=8, width_max=96, width_step=8)
+    profiles = sample_profiles(space, 24, seed=1, sample="equal-width")
+    assert len(set(profiles)) == 24 and all(len(p) == 4 and set(p) <= set(space.choices(0)) for p in profiles)
+    target = middle_width(space)  # 4 x (log2 8 + log2 96) / 2
+    assert target == pytest.approx(2 * (3 + np.log2(96)))
+    assert all(abs(overall_width(p) - target) <= 0.5 for p in profiles)
+    assert len({p[0] for p in profiles}) >= 6 and len({p[3] for p in profiles}) >= 6  # shapes, not one profile
+    assert sample_profiles(space, 24, seed=1, sample="equal-width") == profiles
+    assert sample_profiles(space, 24, seed=2, sample="equal-width") != profiles
+    spread = sample_profiles(space, 24, seed=1)
+    assert max(map(overall_width, spread)) - min(map(overall_width, spread)) > 3  # the default spans widths
+
+
+def test_an_equal_width_sample_larger_than_the_space_allows_is_a_clear_error() -> None:
+    space = SpaceConfig(layers=2, width_choices=(4, 8, 16))  # 4-16, 8-8, 16-4 have log2 sum 6 (+-0.5)
+    assert sorted(sample_profiles(space, 3, seed=0, sample="equal-width")) == [(4, 16), (8, 8), (16, 4)]
+    with pytest.raises(ConfigError, match="candidates 4: the space has only 3 profiles of overall width 6.0"):
+        sample_profiles(space, 4, seed=0, sample="equal-width")
+    with pytest.raises(ConfigError, match="unknown sample 'latin'; choose among spread, equal-width"):
+        Config(fidelity=FidelityConfig(sample="latin")).validate()
 
 
 def test_a_perfect_and_a_reversed_ranking() -> None:
@@ -155,6 +180,26 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     assert "4 of 4 candidates' full trainings came from the cache" in fourth.stdout
 
 
+@pytest.mark.slow
+def test_validate_on_an_equal_width_sample_says_so_and_records_it(tmp_path: Path) -> None:
+    # 2 layers of 4..16 step 4: 4-16, 16-4, 8-8, 4-12 and 12-4 lie within 0.5 of the middle (log2 sum 6).
+    args = ["validate", *TINY, "--sample", "equal-width", "--full-seeds", "1", "--scorers", "params,proxy"]
+    result = run_cli([*args, "--candidates", "4"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "on 4 equal-width profiles of synthetic" in result.stdout and "of one overall width" in result.stdout
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
+                 if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.params["fidelity.sample"] == "equal-width"
+    widths = {c.data.params["widths"] for c in tracker.children(parent.info.run_id)}
+    assert len(widths) == 4 and widths <= {"4-16", "16-4", "8-8", "4-12", "12-4"}
+
+    too_many = run_cli([*args, "--candidates", "6", "--store", "other"], cwd=tmp_path)
+    assert too_many.returncode == 2 and "Traceback" not in too_many.stderr
+    assert "candidates 6: the space has only 5 profiles of overall width 6.0" in too_many.stderr
+    assert not (tmp_path / "other").exists()  # nothing started
+
+
 def test_the_mean_of_more_seeds_is_a_more_reliable_target() -> None:
     # Spearman-Brown: one seed is the ceiling itself; more seeds approach 1; 0.9 needs enough of them.
     assert mean_reliability(0.6, 1) == pytest.approx(0.6)
@@ -179,6 +224,21 @@ def test_a_saturated_target_is_named_not_printed_as_nan() -> None:
     assert "seed ceiling (rho between two full-training seeds) 1.000" in ceiling_line(
         result([(0.5, 0.52), (0.6, 0.61), (0.7, 0.7)]))
     assert ceiling_line(result([(0.5,), (0.6,), (0.7,)])) == "seed ceiling: needs --full-seeds 2 or more"
+
+
+def test_a_target_that_is_mostly_seed_noise_is_said_to_be_and_gets_no_ratio() -> None:
+    # Four profiles, two seeds that agree on only part of the order: ceiling 0.2, 2-seed target 0.33.
+    replicas = [(0.1, 0.3), (0.2, 0.2), (0.3, 0.1), (0.4, 0.4)]
+    ceiling = seed_ceiling(replicas)
+    assert ceiling == pytest.approx(0.2) and mean_reliability(ceiling, 2) < 0.5
+    report = report_for("x", [1, 2, 3, 4], [sum(r) / 2 for r in replicas], [0.0] * 4, [1.0] * 4, 50, 0)
+    (noisy,) = of_ceiling([report], ceiling, 2)
+    assert np.isnan(noisy.of_ceiling)
+    (trusted,) = of_ceiling([report], ceiling, 20)  # 20 seeds: reliability 0.83
+    assert trusted.of_ceiling == pytest.approx(report.spearman / ceiling)
+    candidates = tuple(CandidateResult((4, 4), r, 1.0, False, {}, {}) for r in replicas)
+    line = ceiling_line(ValidationResult(candidates, (noisy,), "run", 1, "recipe", ceiling, 2))
+    assert "the target is mostly seed noise" in line and "--full-seeds 36 would reach 0.9" in line
 
 
 def test_the_frozen_sweep_covers_k_from_zero_to_every_layer(tmp_path: Path) -> None:
