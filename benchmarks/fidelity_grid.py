@@ -59,7 +59,8 @@ def main() -> None:
           f"scratch {base.full.stages * base.full.epochs_per_stage} epochs ({base.full.decay}), mean of "
           f"{args.full_seeds} seeds; torch {torch.__version__}, {torch.get_num_threads()} threads")
     baselines = run_validation(base)
-    print(f"{baselines.retrained} of {len(baselines.candidates)} candidates trained now, the rest cached; "
+    cached, trainings = baselines.trainings
+    print(f"{trainings - cached} of {trainings} full trainings done now, the rest cached; "
           f"seed ceiling (rho between seeds) {baselines.ceiling:.3f}")
     print(f"{'scorer':<40} {'rho':>6} {'rho 95% CI':>15} {'/ceil':>6} {'beyond':>6} {'tau':>6} {'regret':>7} "
           f"{'s/cand':>7} {'cost/full':>9}")

@@ -549,6 +549,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         def show(index: int, total: int, c: CandidateResult) -> None:
             source = "cached" if c.cached else f"trained in {c.full_s:.1f} s per seed"
+            if 0 < c.cached_seeds < len(c.replicas):
+                source = f"{c.cached_seeds} cached, {len(c.replicas) - c.cached_seeds} {source}"
             seeds = " / ".join(f"{acc:.4f}" for acc in c.replicas)
             console.print(f"  {index + 1:>3}/{total}  {format_widths(c.widths):<24} full val_acc "
                           f"{c.val_acc:.4f} (seeds {seeds}; {source})")
@@ -564,8 +566,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     console.print(validation_table(result))
     console.print(ceiling_line(result))
-    console.print(f"{len(result.candidates) - result.retrained} of {len(result.candidates)} candidates' full "
-                  f"trainings came from the cache; MLflow run {result.parent_run_id}")
+    cached, trainings = result.trainings
+    seeds = f"{result.full_seeds} seed{'s' if result.full_seeds > 1 else ''}"
+    console.print(f"{cached} of {trainings} full trainings ({len(result.candidates)} candidates x {seeds}) came "
+                  f"from the cache; MLflow run {result.parent_run_id}")
     return 0
 
 

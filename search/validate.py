@@ -270,7 +270,7 @@ class CandidateResult:
     widths: tuple[int, ...]
     replicas: tuple[float, ...]  # full validation accuracy of each training seed
     full_s: float  # mean seconds of one full training
-    cached: bool  # every full training came from the cache
+    cached_seeds: int  # how many of the replicas came from the cache (the rest trained now)
     scores: dict[str, float]
     cost_s: dict[str, float]
 
@@ -278,6 +278,11 @@ class CandidateResult:
     def val_acc(self) -> float:
         """The target every scorer is ranked against: the mean over the training seeds."""
         return float(np.mean(self.replicas))
+
+    @property
+    def cached(self) -> bool:
+        """Every full training came from the cache."""
+        return self.cached_seeds == len(self.replicas)
 
 
 @dataclass(frozen=True)
@@ -293,8 +298,9 @@ class ValidationResult:
     sample: str = ""  # what the candidates have in common, in words ("" for a spread sample)
 
     @property
-    def retrained(self) -> int:
-        return sum(not c.cached for c in self.candidates)
+    def trainings(self) -> tuple[int, int]:
+        """(full trainings taken from the cache, full trainings in all)."""
+        return sum(c.cached_seeds for c in self.candidates), sum(len(c.replicas) for c in self.candidates)
 
     @property
     def target_reliability(self) -> float:
@@ -408,12 +414,12 @@ def training_seeds(config: Config) -> list[int]:
 
 def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, config: Config,
                        settings: ScorerSettings, cache: FullTrainingCache) -> CandidateResult:
-    replicas, seconds, cached = [], [], True
+    replicas, seconds, cached = [], [], 0
     for seed in training_seeds(config):  # each replica cached on its own: adding seeds reuses the first
         key = recipe_key(config, widths, seed)
         entry = cache.get(key)
+        cached += entry is not None
         if entry is None:
-            cached = False
             result, _ = train_full(widths, data, config.model, config.full, seed)
             entry = {"widths": format_widths(widths), "seed": seed, "val_acc": result.val_acc,
                      "seconds": result.seconds}

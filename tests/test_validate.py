@@ -129,7 +129,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
                   "proxy", "params", "synflow", "naswot", "grad_norm"):
         assert field in first.stdout
     assert "seed ceiling: needs --full-seeds 2 or more" in first.stdout
-    assert "0 of 4 candidates' full trainings came from the cache" in first.stdout
+    assert "0 of 4 full trainings (4 candidates x 1 seed) came from the cache" in first.stdout
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
@@ -150,7 +150,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     second = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "1", "--scorers", "proxy,params",
                       "--proxy-epochs", "2"], cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert "4 of 4 candidates' full trainings came from the cache" in second.stdout
+    assert "4 of 4 full trainings (4 candidates x 1 seed) came from the cache" in second.stdout
     assert "synflow" not in second.stdout
     runs = tracker.client.search_runs([tracker.experiment_id], filter_string="tags.full_training = 'cache'")
     assert len(runs) == 4
@@ -161,7 +161,8 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     third = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "2", "--scorers", "proxy,params"],
                     cwd=tmp_path)
     assert third.returncode == 0, third.stderr
-    assert "0 of 4 candidates' full trainings came from the cache" in third.stdout
+    assert "4 of 8 full trainings (4 candidates x 2 seeds) came from the cache" in third.stdout
+    assert third.stdout.count("1 cached, 1 trained in") == 4
     (latest,) = tracker.client.search_runs([tracker.experiment_id], "tags.phase = 'validate' and "
                                            "attributes.run_name LIKE 'validate-%'", order_by=["start_time DESC"],
                                            max_results=1)
@@ -177,7 +178,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
         assert mean.data.metrics["full_val_acc"] == pytest.approx((seed0 + seed1) / 2)
     fourth = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "2", "--scorers", "params"],
                      cwd=tmp_path)
-    assert "4 of 4 candidates' full trainings came from the cache" in fourth.stdout
+    assert "8 of 8 full trainings (4 candidates x 2 seeds) came from the cache" in fourth.stdout
 
 
 @pytest.mark.slow
@@ -216,7 +217,7 @@ def test_the_seed_ceiling_is_the_mean_rank_agreement_between_seeds() -> None:
 @pytest.mark.slow
 def test_a_saturated_target_is_named_not_printed_as_nan() -> None:
     def result(replicas: list[tuple[float, ...]]) -> ValidationResult:
-        candidates = tuple(CandidateResult((4, 4), r, 1.0, False, {}, {}) for r in replicas)
+        candidates = tuple(CandidateResult((4, 4), r, 1.0, 0, {}, {}) for r in replicas)
         return ValidationResult(candidates, (), "run", 1, "recipe", seed_ceiling(replicas), len(replicas[0]))
 
     saturated = ceiling_line(result([(1.0, 1.0)] * 3))
@@ -236,7 +237,7 @@ def test_a_target_that_is_mostly_seed_noise_is_said_to_be_and_gets_no_ratio() ->
     assert np.isnan(noisy.of_ceiling)
     (trusted,) = of_ceiling([report], ceiling, 20)  # 20 seeds: reliability 0.83
     assert trusted.of_ceiling == pytest.approx(report.spearman / ceiling)
-    candidates = tuple(CandidateResult((4, 4), r, 1.0, False, {}, {}) for r in replicas)
+    candidates = tuple(CandidateResult((4, 4), r, 1.0, 0, {}, {}) for r in replicas)
     line = ceiling_line(ValidationResult(candidates, (noisy,), "run", 1, "recipe", ceiling, 2))
     assert "the target is mostly seed noise" in line and "--full-seeds 36 would reach 0.9" in line
 
