@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 BUDGET ?= 3m
 # Two pytest processes (pytest-xdist), a whole file to each: the Ray tests share one head per
 # file and wait on Ray much of the time, so they overlap with the CPU-bound rest. 0 runs serially.
+# The tests that hold a search to a wall-clock budget run after, alone, so no other test slows them.
 TEST_WORKERS ?= 2
 
 .PHONY: install run test bench ui clean
@@ -23,7 +24,8 @@ run: install
 	$(BIN)/search run --budget $(BUDGET)
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not budget"
+	$(BIN)/python -m pytest -m budget
 
 bench: install
 	$(BIN)/python -m benchmarks.proxy_vs_full

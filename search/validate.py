@@ -52,7 +52,8 @@ EQUAL_WIDTH_DRAWS = 200_000  # uniform draws from the space before giving up on 
 
 
 def sample_profiles(space: SpaceConfig, count: int, seed: int, sample: str = "spread") -> list[tuple[int, ...]]:
-    """``count`` distinct-enough width profiles, seeded: ``spread_profiles`` or ``equal_width_profiles``."""
+    """``count`` width profiles, seeded: spread across the space (``spread_profiles``), or distinct
+    ones of one overall width (``equal_width_profiles``)."""
     if sample == "equal-width":
         return equal_width_profiles(space, count, seed)
     return spread_profiles(space, count, seed)
@@ -72,8 +73,9 @@ def middle_width(space: SpaceConfig) -> float:
 def equal_width_profiles(space: SpaceConfig, count: int, seed: int) -> list[tuple[int, ...]]:
     """``count`` distinct profiles of one overall width and different shapes: drawn uniformly
     from the space, kept when their sum of log2 widths is within ``EQUAL_WIDTH_BAND`` of
-    ``middle_width`` (with power-of-two choices: exactly equal; the geometric mean width within
-    a factor 2 ** (0.5 / layers) otherwise). Uniform among such profiles.
+    ``middle_width``, i.e. geometric mean widths within a factor 2 ** (0.5 / layers) of one
+    another (power-of-two choices have whole-number sums, so with a whole-number middle they
+    are exactly equal). Uniform among such profiles.
 
     In a spread sample accuracy follows the overall width so closely that counting width ranks
     it (0.87-0.93 on every sample in the README); here a score must tell shapes apart.

@@ -178,6 +178,7 @@ def test_a_search_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.budget
 def test_a_ray_search_keeps_the_budget_and_records_asha_stops_as_pruned(tmp_path: Path) -> None:
     budget_s = 60  # a fresh machine spends 20-30 s starting Ray and importing torch in its first worker
     start = time.monotonic()
@@ -202,6 +203,7 @@ def test_a_ray_search_keeps_the_budget_and_records_asha_stops_as_pruned(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.budget
 def test_a_ray_search_whose_share_ends_before_ray_starts_still_ends_with_an_answer(tmp_path: Path) -> None:
     # 10 % of 60 s for the proxy phase is less than Ray's start-up and teardown: only the rule
     # "the whole budget counts until a trial has completed" lets a trial finish.

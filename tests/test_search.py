@@ -118,6 +118,7 @@ def test_nan_loss_fails_the_trial_without_ending_the_search(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.budget
 def test_the_command_ends_within_the_budget_plus_ten_percent(tmp_path: Path) -> None:
     budget_s = 40  # imports take 5-10 s of it on a loaded 2-core machine
     start = time.monotonic()
@@ -254,6 +255,7 @@ def test_no_trial_is_pruned_before_one_has_completed() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.budget
 def test_a_short_search_starts_from_the_middle_profile_and_ends_with_an_answer(tmp_path: Path) -> None:
     flags = [f for f in TINY_FLAGS]
     flags[flags.index("--width-range") : flags.index("--width-range") + 2] = ["--width-choices", "4,8,16"]
