@@ -26,7 +26,7 @@ from search.events import (
 )
 from search.pareto import pareto_front
 from search.results import SearchResult, SimplifyReport, SlimReport, TrialSummary
-from search.validate import NOISY_TARGET, SweepRow, ValidationResult, seeds_needed
+from search.validate import SweepRow, ValidationResult, seeds_needed, target_is_noise
 
 console = Console(highlight=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -322,7 +322,7 @@ def ceiling_line(result: ValidationResult) -> str:
     needed = seeds_needed(result.ceiling)
     if needed is None:
         return line + "; the seeds do not agree at all: train longer before trusting any ranking"
-    if result.target_reliability < NOISY_TARGET:
+    if target_is_noise(result.ceiling, result.full_seeds):
         line += ("; the target is mostly seed noise, so no scorer's rho on these profiles says much (rho/ceiling "
                  "not shown): full training barely tells them apart")
     if needed > result.full_seeds:

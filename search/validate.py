@@ -346,10 +346,15 @@ def mean_reliability(rho: float, seeds: int) -> float:
 NOISY_TARGET = 0.5
 
 
+def target_is_noise(ceiling: float, seeds: int) -> bool:
+    """Whether the mean of ``seeds`` full trainings repeats below ``NOISY_TARGET`` (or not at all)."""
+    return not mean_reliability(ceiling, seeds) >= NOISY_TARGET
+
+
 def of_ceiling(reports: Sequence[ScorerReport], ceiling: float, seeds: int) -> tuple[ScorerReport, ...]:
     """Each report with its rho over the seed ceiling; left nan where the target is mostly noise
-    (its reliability below ``NOISY_TARGET``), since a ratio to noise means nothing."""
-    if not mean_reliability(ceiling, seeds) >= NOISY_TARGET:
+    (``target_is_noise``), since a ratio to noise means nothing."""
+    if target_is_noise(ceiling, seeds):
         return tuple(reports)
     return tuple(replace(r, of_ceiling=r.spearman / ceiling) for r in reports)
 
@@ -404,9 +409,15 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
         reports = of_ceiling(reports, ceiling, seeds)
         log_reports(tracker, parent_id, results, reports, ceiling, seeds)
     proxy = f"k={frozen}, {describe(config.proxy, data.x_train.shape[0])}"
-    sample = (f"of one overall width ({middle_width(config.space):.1f} +- {EQUAL_WIDTH_BAND} log2)"
-              if config.fidelity.sample == "equal-width" else "")
-    return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy, sample)
+    return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy,
+                            describe_sample(config))
+
+
+def describe_sample(config: Config) -> str:
+    """What validate's profiles have in common, in words ("" for a spread sample)."""
+    if config.fidelity.sample != "equal-width":
+        return ""
+    return f"of one overall width ({middle_width(config.space):.1f} +- {EQUAL_WIDTH_BAND} log2)"
 
 
 def training_seeds(config: Config) -> list[int]:
