@@ -58,6 +58,17 @@ def expected_trial_s(trials: list[FrozenTrial]) -> float:
     return max(durations, default=0.0)
 
 
+def has_completed(trials: list[FrozenTrial]) -> bool:
+    """Whether the search has an answer: a trial that ran all its epochs.
+
+    Until it has, a trial runs to its end whatever the budget says, and one trial starts even
+    when the budget is already spent (slow start-up, a budget of seconds): a search of any
+    budget ends with an answer, and says by how much it overran (``SearchResult.overrun_s``).
+    The one rule of both backends.
+    """
+    return any(t.state == TrialState.COMPLETE for t in trials)
+
+
 def current_budget(study: optuna.Study, share: Budget, whole: Budget | None) -> Budget:
     """The budget a search phase works to: its ``share`` once the study has a complete trial,
     the ``whole`` command's before (a search that ends with no result is worth nothing: slow

@@ -743,17 +743,29 @@ def print_result(result: SearchResult, progress: object) -> None:
         if winner is not None:
             console.print(f"Winner (* above): [bold]{winner.label}[/], full val_acc {winner.val_acc:.4f}, "
                           f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}")
+    if result.full_skipped and result.best is not None:
+        console.print(f"No time was left to train in full: the best profile by the {result.scorer} is "
+                      f"[bold]{result.best.label}[/]. Train it with [bold]search train --widths {result.best.label}"
+                      f"[/] and this search's data options.")
     if result.slim is not None:
         console.print(slim_table(result.slim))
     console.print(
         f"{result.count('COMPLETE')} complete, {result.count('PRUNED')} pruned, {result.count('FAIL')} failed"
         f"{f', {rejected} rejected (over a limit)' if (rejected := result.count('REJECTED')) else ''} "
-        f"in {result.elapsed_s:.0f} s. Study [bold]{result.study_name}[/] in {result.store}/"
+        f"in {result.elapsed_s:.0f} s{overrun_note(result)}. Study [bold]{result.study_name}[/] in {result.store}/"
     )
     if result.tracking_uri == StoreConfig(path=result.store).mlflow_uri:  # the store's own, which search ui opens
         console.print(f"Open the MLflow UI: [bold]search ui --store {result.store}[/]")
     else:
         console.print(f"MLflow runs are on {result.tracking_uri} (parent run {result.parent_run_id})")
+
+
+def overrun_note(result: SearchResult) -> str:
+    """What the last line says of time past the budget: nothing under a second."""
+    if result.budget_s is None or result.overrun_s < 1.0:
+        return ""
+    why = ": no trial had completed by then, and a search ends with an answer" if result.late_answer else ""
+    return f" ({result.overrun_s:.0f} s past the {result.budget_s:.0f} s budget{why})"
 
 
 def quiet_libraries() -> None:

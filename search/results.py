@@ -219,6 +219,20 @@ class SearchResult:
     objective: str = "accuracy"
     cost: str = "params"  # the pareto objective's cost
     slim: SlimReport | None = None  # --slim: the winner with its lazy kernels removed
+    budget_s: float | None = None  # the command's wall-clock budget
+    full_skipped: bool = False  # the second phase was on, but the budget left no time to train one candidate
+    late_answer: bool = False  # the first trial completed past the budget (search.budget.has_completed)
+
+    @property
+    def overrun_s(self) -> float:
+        """Seconds past the budget: a search runs its first trial to the end even past the budget
+        (``search.budget.has_completed``); otherwise only Tune's lag or the closing reserve's.
+
+        Example:
+            >>> SearchResult("s", "r", Path("runs"), "sqlite:///x", (), elapsed_s=18.0, budget_s=8.0).overrun_s
+            10.0
+        """
+        return 0.0 if self.budget_s is None else max(0.0, self.elapsed_s - self.budget_s)
 
     @property
     def winner(self) -> FullSummary | None:

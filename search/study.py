@@ -180,6 +180,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     proxy_budget = budget.first(1 - config.search.full_fraction) if config.search.full_phase else budget
     status = "FINISHED"
     full: list[FullSummary] = []
+    ranked: list[TrialSummary] = []  # the candidates of the second phase, best first
     slimmed: SlimReport | None = None
     try:
         if config.search.backend == "ray":
@@ -221,11 +222,23 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             objective=config.search.objective,
             cost=config.search.cost,
             slim=slimmed,
+            budget_s=budget.total_s,
+            full_skipped=config.search.full_phase and not full and bool(ranked),
+            late_answer=answered_late(study, budget),
         )
         close_parent(tracker, result, status)
         if config.search.backend == "ray":
             shutdown_ray()
     return result
+
+
+def answered_late(study: optuna.Study, budget: Budget) -> bool:
+    """Whether the study's first completed trial ended after the budget did: a search runs trials
+    past its budget until one completes (``search.budget.has_completed``)."""
+    ended = [t.datetime_complete.timestamp() for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.datetime_complete is not None]
+    deadline = time.time() + budget.total_s - budget.elapsed_s()
+    return bool(ended) and min(ended) > deadline
 
 
 def front_rows(front: list[TrialSummary], full: tuple[FullSummary, ...]) -> list[dict[str, Any]]:
@@ -346,6 +359,7 @@ def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
         "trials_pruned": result.count("PRUNED"),
         "trials_failed": result.count("FAIL"),
         "search_time_s": result.elapsed_s,
+        "budget_overrun_s": result.overrun_s,
     }
     best = result.best
     if best is not None:

@@ -220,6 +220,24 @@ def test_a_ray_search_whose_share_ends_before_ray_starts_still_ends_with_an_answ
 
 
 @pytest.mark.slow
+def test_a_ray_search_whose_budget_is_spent_before_tune_starts_still_scores_one_trial(
+        tmp_path: Path, ray_head: RayHead) -> None:
+    # Connecting alone takes longer than 1 s: Tune starts one trial past the budget, lets it finish
+    # (no time limit, no budget stop in its epochs), then starts nothing more and trains nothing in full.
+    result = cli(["run", "--backend", "ray", "--address", ray_head.gcs_address, *TINY[:-4], "--top-k", "1",
+                  "--budget", "1s"], tmp_path, ray_head.client_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load_only_study(tmp_path / "runs")
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2]
+    out = " ".join(result.stdout.split())  # the console wraps long lines
+    assert "No time was left to train in full" in out and "past the 1 s budget: no trial had completed by then" in out
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (run,) = tracker.descendants(study.user_attrs["mlflow_parent_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["state"] == "complete"
+
+
+@pytest.mark.slow
 def test_a_ray_trial_that_raises_is_failed_in_optuna_and_mlflow_and_the_search_ends(
         tmp_path: Path, ray_head: RayHead) -> None:
     # Adam steps of 1e30 overflow in the first epoch: every trial raises before its first report.

@@ -267,6 +267,27 @@ def test_a_short_search_starts_from_the_middle_profile_and_ends_with_an_answer(t
     assert "Full training" in result.stdout
 
 
+@pytest.mark.slow
+def test_a_budget_spent_in_start_up_still_ends_with_one_scored_trial_and_says_the_overrun(tmp_path: Path) -> None:
+    # One second is gone in imports alone: the whole search runs past its budget. The first trial
+    # still trains to its last epoch; nothing else starts, and the last line says by how much.
+    result = run_cli(["run", *TINY_FLAGS, "--budget", "1s"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = load_only_study(tmp_path / "runs")
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2]
+    out = " ".join(result.stdout.split())  # the console wraps long lines
+    assert "No trial completed" not in out
+    assert "No time was left to train in full: the best profile by the proxy is 8-8-8" in out
+    assert "search train --widths 8-8-8" in out
+    assert "past the 1 s budget: no trial had completed by then, and a search ends with an answer" in out
+    tracker = tracker_for(tmp_path / "runs")
+    parent = tracker.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["best_widths"] == "8-8-8"
+    assert parent.data.metrics["budget_overrun_s"] > 0
+    assert parent.data.tags["full_candidates"] == "0 of the top 1: the budget fit no more"  # one scored
+
+
 def test_a_profile_proposed_again_is_not_trained_again(tmp_path: Path) -> None:
     # 2 layers of width 4 or 8: 4 profiles. Asking for 6 trained trials cannot be met: once the
     # 4 are scored every proposal is a repeat, and the search stops after 100 in a row.

@@ -13,7 +13,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search.budget import Budget, BudgetExhausted, current_budget, expected_trial_s, next_epoch_overruns
+from search.budget import (
+    Budget,
+    BudgetExhausted,
+    current_budget,
+    expected_trial_s,
+    has_completed,
+    next_epoch_overruns,
+)
 from search.config import Config
 from search.cost import Cost
 from search.data import TensorData
@@ -49,8 +56,11 @@ class LocalTrials:
         """Run trials until the trial cap is met or the next one could not finish in time.
 
         Until a trial has completed, the whole budget counts, not only the proxy phase's
-        share: a search that ends with no result is worth nothing (slow start-up, short budget).
+        share, and a trial runs to its end whatever the budget; if the budget is spent before
+        any trial completed (slow start-up, a budget of seconds), one more trial is trained past
+        it: a search that ends with no result is worth nothing (``search.budget.has_completed``).
         """
+        overtime = False  # a trial was trained past the budget in this run
         while True:
             trials = self.study.get_trials(deepcopy=False)
             # A candidate rejected (over a limit) or already scored is not trained: it does not count.
@@ -59,22 +69,28 @@ class LocalTrials:
                 return
             if untrained_in_a_row(trials) >= MAX_UNTRAINED_IN_A_ROW:
                 return
+            answered = has_completed(trials)
             if self.current_budget().remaining_s() <= expected_trial_s(trials):  # 0 before a completed trial
-                return
-            run_one(self)
+                if answered or overtime:
+                    return
+                overtime = run_one(self, finish=True)
+                continue
+            run_one(self, finish=not answered)
 
     def current_budget(self) -> Budget:
         """The proxy phase's share once a trial has completed; the whole budget before."""
         return current_budget(self.study, self.budget, self.whole_budget)
 
 
-def run_one(ctx: LocalTrials) -> None:
+def run_one(ctx: LocalTrials, finish: bool = False) -> bool:
+    """Ask, train and tell one trial; whether it was trained (not rejected, not a repeat).
+    ``finish``: the budget does not stop it (no trial has completed yet)."""
     study, config, tracker, budget, emit = ctx.study, ctx.config, ctx.tracker, ctx.current_budget(), ctx.emit
     trial = study.ask()
     candidate = suggest_candidate(trial, config.space)
     if reuse_earlier_score(study, trial, candidate):
         end_trial(study, trial.number, emit, None)
-        return
+        return False
 
     epochs = config.proxy.epochs
     pareto = len(study.directions) > 1
@@ -102,7 +118,7 @@ def run_one(ctx: LocalTrials) -> None:
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}: dominated")
             if not pareto and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}")
-            if next_epoch_overruns(metrics, budget.remaining_s()):
+            if not finish and next_epoch_overruns(metrics, budget.remaining_s()):
                 raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
 
     try:
@@ -126,4 +142,5 @@ def run_one(ctx: LocalTrials) -> None:
         trial.set_user_attr("rejected" if outcome.state == "rejected" else "stopped", outcome.note)
         study.tell(trial, state=TrialState.PRUNED)
     end_trial(study, trial.number, emit, outcome.note if outcome.state == "failed" else None)
+    return outcome.state != "rejected"
 

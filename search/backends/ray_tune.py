@@ -39,7 +39,14 @@ import torch
 from optuna.trial import TrialState
 
 from models import parse_widths
-from search.budget import Budget, BudgetExhausted, current_budget, expected_trial_s, next_epoch_overruns
+from search.budget import (
+    Budget,
+    BudgetExhausted,
+    current_budget,
+    expected_trial_s,
+    has_completed,
+    next_epoch_overruns,
+)
 from search.config import Config, ConfigError, SpaceConfig
 from search.cost import COST_ATTRS, Cost
 from search.data import TensorData
@@ -202,7 +209,7 @@ def trial_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
             return  # the outcome's report
         tune.report({**metrics.as_metrics(), "epoch": metrics.epoch, "seconds": time.perf_counter() - start,
                      "epoch_s": sum(epoch_times) / len(epoch_times), **identity})
-        if next_epoch_overruns(metrics, context.deadline_unix - time.time()):
+        if not params.get("finish") and next_epoch_overruns(metrics, context.deadline_unix - time.time()):
             raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
 
     outcome = run_trial(int(params["number"]), candidate, on_device, config, tracker, context.parent_id,
@@ -242,6 +249,7 @@ def make_searcher_class() -> type:
             self.asked: dict[str, optuna.Trial] = {}  # Tune's trial id -> the Optuna trial, until told
             self.numbers: dict[str, int] = {}
             self.curves: dict[str, list[float]] = {}
+            self.overtime = False  # a trial was suggested past the budget (search.budget.has_completed)
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its searcher with the experiment state; the live handles stay here.
@@ -262,8 +270,13 @@ def make_searcher_class() -> type:
                 running = sum(t.state == TrialState.RUNNING for t in trials)
                 if self.trial_cap is not None and finished + running >= self.trial_cap:
                     return Searcher.FINISHED if running == 0 else None
+                answered = has_completed(trials)
                 if current_budget(self.study, self.share, self.whole).remaining_s() <= expected_trial_s(trials):
-                    return Searcher.FINISHED
+                    if answered or self.overtime:
+                        return Searcher.FINISHED
+                    if running:
+                        return None  # no answer yet: wait for the running trials
+                    self.overtime = True  # none running, none completed: one more, past the budget
                 trial = self.study.ask()
                 candidate = suggest_candidate(trial, self.space)
                 if reuse_earlier_score(self.study, trial, candidate):
@@ -271,8 +284,9 @@ def make_searcher_class() -> type:
                     continue
                 self.asked[trial_id] = trial
                 self.numbers[trial_id] = trial.number
+                # finish: until a trial has completed, the budget does not stop a trial
                 return {"number": trial.number, "widths": list(candidate.widths),
-                        "frozen_layers": candidate.frozen_layers}
+                        "frozen_layers": candidate.frozen_layers, "finish": not answered}
 
         def number(self, trial_id: str) -> int | None:
             return self.numbers.get(trial_id)
@@ -380,8 +394,9 @@ def make_callback_class() -> type:
 
 
 def make_stopper_class() -> type:
-    """``ShareStopper``: ends every trial once the phase's time is up (its share after a trial
-    has completed, the whole budget before), checked by Tune after each reported epoch."""
+    """``ShareStopper``: ends every trial once the phase's time is up and a trial has completed
+    (until then the trials run on: ``search.budget.has_completed``), checked by Tune after each
+    reported epoch."""
     from ray.tune import Stopper
 
     class ShareStopper(Stopper):  # type: ignore[misc]
@@ -407,7 +422,8 @@ def make_stopper_class() -> type:
             study = getattr(self, "study", None)
             if study is None:
                 return False
-            return current_budget(study, self.share, self.whole).remaining_s() <= 0
+            return current_budget(study, self.share, self.whole).remaining_s() <= 0 and has_completed(
+                study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
     return ShareStopper
 
@@ -446,6 +462,7 @@ class RayTrials:
         context = TrialContext(absolute, self.parent_id, self.study.study_name,
                                deadline_unix=time.time() + whole.remaining_s())
         trainable = tune.with_parameters(trial_trainable, context=context, data=self.data.to("cpu"))
+        answered = has_completed(self.study.get_trials(deepcopy=False))
         resources = {"cpu": config.ray.cpus_per_trial, "gpu": config.ray.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
@@ -456,7 +473,9 @@ class RayTrials:
                 scheduler=scheduler,
                 num_samples=-1,
                 max_concurrent_trials=config.ray.max_concurrent,
-                time_budget_s=max(1.0, whole.remaining_s()),
+                # Tune's hard limit only once the study has an answer; until then the stopper and
+                # the searcher hold the budget, and let a trial finish past it.
+                time_budget_s=max(1.0, whole.remaining_s()) if answered else None,
                 reuse_actors=True,  # one worker process per slot: torch is imported once, not per trial
             ),
             run_config=tune.RunConfig(
