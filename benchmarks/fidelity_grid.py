@@ -61,7 +61,8 @@ def main() -> None:
     baselines = run_validation(base)
     cached, trainings = baselines.trainings
     print(f"{trainings - cached} of {trainings} full trainings done now, the rest cached; "
-          f"seed ceiling (rho between seeds) {baselines.ceiling:.3f}")
+          f"seed ceiling (rho between seeds) {baselines.ceiling:.3f}; /ceil divides by {baselines.replica_rho:.3f}, "
+          "what one more full training reaches against the target")
     print(f"{'scorer':<40} {'rho':>6} {'rho 95% CI':>15} {'/ceil':>6} {'beyond':>6} {'tau':>6} {'regret':>7} "
           f"{'s/cand':>7} {'cost/full':>9}")
 

@@ -295,7 +295,7 @@ def validation_table(result: ValidationResult) -> Table:
     table = Table(title=f"How well each score ranks {len(result.candidates)} candidates {sample}({result.recipe}; "
                   f"proxy {result.proxy})",
                   caption="[95 % bootstrap interval]; tau: Kendall's (its interval is in scorers.json); /ceiling: rho "
-                  "over the seed ceiling; beyond width: rho with "
+                  "over what one more full training reaches against the target; beyond width: rho with "
                   "the overall width (sum of log widths) held fixed; regret: best full accuracy minus that of the "
                   "scorer's top pick (regret@k: the best of its top k, as many as a search trains in full); cost: "
                   "seconds per candidate, and as a share of one full training")
@@ -318,7 +318,8 @@ def ceiling_line(result: ValidationResult) -> str:
     if result.ceiling != result.ceiling:
         return "seed ceiling: needs --full-seeds 2 or more"
     line = (f"seed ceiling (rho between two full-training seeds) {result.ceiling:.3f}; the target, the mean of "
-            f"{result.full_seeds} seeds, repeats at about {result.target_reliability:.3f} (Spearman-Brown)")
+            f"{result.full_seeds} seeds, repeats at about {result.target_reliability:.3f} (Spearman-Brown), and one "
+            f"more full training would rank like it at about {result.replica_rho:.3f} (the mark of /ceiling)")
     needed = seeds_needed(result.ceiling)
     if needed is None:
         return line + "; the seeds do not agree at all: train longer before trusting any ranking"

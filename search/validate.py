@@ -133,7 +133,7 @@ class ScorerReport:
     regret: float  # best full accuracy minus the full accuracy of this scorer's top pick
     cost_s: float  # mean seconds per candidate
     cost_ratio: float  # cost_s / mean full-training seconds per candidate
-    of_ceiling: float = float("nan")  # spearman / the seed ceiling (search.validate.seed_ceiling)
+    of_ceiling: float = float("nan")  # spearman / what one more full training reaches (search.validate.replica_rho)
     # best full accuracy minus the best among this scorer's top_k picks: what a search that
     # trains its top_k candidates in full (search.top_k) would miss
     regret_top_k: float = float("nan")
@@ -309,6 +309,11 @@ class ValidationResult:
         """How well the target (the mean over seeds) would repeat with fresh seeds (nan with one)."""
         return mean_reliability(self.ceiling, self.full_seeds)
 
+    @property
+    def replica_rho(self) -> float:
+        """How well one more full training would rank like the target: the mark of "/ceiling"."""
+        return replica_rho(self.ceiling, self.full_seeds)
+
 
 def seed_ceiling(replicas: Sequence[Sequence[float]]) -> float:
     """The noise ceiling: the mean Spearman rho between every two seeds' full accuracies.
@@ -341,6 +346,22 @@ def mean_reliability(rho: float, seeds: int) -> float:
     return seeds * rho / (1 + (seeds - 1) * rho)
 
 
+def replica_rho(rho: float, seeds: int) -> float:
+    """How well one more full training (one new seed) would rank the candidates like the target,
+    the mean of ``seeds`` trainings, from ``rho``, the agreement of two single seeds:
+    sqrt(rho * mean_reliability(rho, seeds)) (classical test theory). It is the mark a scorer's
+    rho is read against ("/ceiling"): 1.0 ranks like training every candidate once more, above
+    1 better than that. With one seed it is ``rho``; with many it rises towards sqrt(rho), since
+    a mean of many seeds is a target no single training matches.
+
+    Example:
+        >>> round(replica_rho(0.8, 1), 3), round(replica_rho(0.453, 16), 3)
+        (0.8, 0.649)
+    """
+    reliability = mean_reliability(rho, seeds)
+    return math.sqrt(rho * reliability) if rho > 0 and reliability > 0 else float("nan")
+
+
 # Below this reliability the target (the mean over seeds) is mostly seed noise: rho against it,
 # and rho over the ceiling, say little (profiles of one overall width on digits: 0.07 with 4 seeds).
 NOISY_TARGET = 0.5
@@ -352,11 +373,13 @@ def target_is_noise(ceiling: float, seeds: int) -> bool:
 
 
 def of_ceiling(reports: Sequence[ScorerReport], ceiling: float, seeds: int) -> tuple[ScorerReport, ...]:
-    """Each report with its rho over the seed ceiling; left nan where the target is mostly noise
-    (``target_is_noise``), since a ratio to noise means nothing."""
+    """Each report with its rho over what one more full training would reach against the target
+    (``replica_rho``); left nan where the target is mostly noise (``target_is_noise``), since a
+    ratio to noise means nothing."""
     if target_is_noise(ceiling, seeds):
         return tuple(reports)
-    return tuple(replace(r, of_ceiling=r.spearman / ceiling) for r in reports)
+    mark = replica_rho(ceiling, seeds)
+    return tuple(replace(r, of_ceiling=r.spearman / mark) for r in reports)
 
 
 def seeds_needed(rho: float, target: float = 0.9) -> int | None:
@@ -466,7 +489,8 @@ def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, fro
 
 def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult],
                 reports: tuple[ScorerReport, ...], ceiling: float, seeds: int) -> None:
-    metrics: dict[str, float] = {"seed_ceiling": ceiling, "target_reliability": mean_reliability(ceiling, seeds)}
+    metrics: dict[str, float] = {"seed_ceiling": ceiling, "target_reliability": mean_reliability(ceiling, seeds),
+                                 "replica_rho": replica_rho(ceiling, seeds)}
     for r in reports:
         metrics.update({f"spearman_{r.scorer}": r.spearman, f"kendall_{r.scorer}": r.kendall,
                         f"regret_{r.scorer}": r.regret, f"regret_top_k_{r.scorer}": r.regret_top_k,

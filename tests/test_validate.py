@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from conftest import run_cli
 from search.config import Config, ConfigError, FidelityConfig, FullTrainConfig, SpaceConfig
@@ -19,6 +20,7 @@ from search.validate import (
     of_ceiling,
     overall_width,
     recipe_key,
+    replica_rho,
     report_for,
     sample_profiles,
     seed_ceiling,
@@ -210,6 +212,21 @@ def test_the_mean_of_more_seeds_is_a_more_reliable_target() -> None:
     assert seeds_needed(-0.1) is None
 
 
+def test_the_mark_of_ceiling_is_what_one_more_training_reaches_against_the_mean_of_the_seeds() -> None:
+    # Simulated trainings: a true accuracy per profile plus seed noise that two seeds agree on at
+    # about rho 0.45. One more seed, ranked against the mean of 16 others, agrees at replica_rho.
+    rng = np.random.default_rng(0)
+    profiles, seeds = 4000, 16
+    truth = rng.normal(size=profiles)
+    noise = np.sqrt(1 / 0.45 - 1)  # Pearson agreement of two seeds: 0.45
+    trained = truth[:, None] + noise * rng.normal(size=(profiles, seeds + 1))
+    rho = seed_ceiling(trained[:, :2])
+    one_more = scipy.stats.spearmanr(trained[:, -1], trained[:, :seeds].mean(axis=1))[0]
+    assert one_more == pytest.approx(replica_rho(rho, seeds), abs=0.03)
+    assert replica_rho(rho, 1) == pytest.approx(rho)  # one seed: the seed ceiling itself
+    assert rho < replica_rho(rho, seeds) < np.sqrt(rho)
+
+
 def test_the_seed_ceiling_is_the_mean_rank_agreement_between_seeds() -> None:
     assert seed_ceiling([[1, 1, 3], [2, 2, 1], [3, 3, 2]]) == pytest.approx((1 - 0.5 - 0.5) / 3)
 
@@ -236,7 +253,7 @@ def test_a_target_that_is_mostly_seed_noise_is_said_to_be_and_gets_no_ratio() ->
     (noisy,) = of_ceiling([report], ceiling, 2)
     assert np.isnan(noisy.of_ceiling)
     (trusted,) = of_ceiling([report], ceiling, 20)  # 20 seeds: reliability 0.83
-    assert trusted.of_ceiling == pytest.approx(report.spearman / ceiling)
+    assert trusted.of_ceiling == pytest.approx(report.spearman / replica_rho(ceiling, 20))
     candidates = tuple(CandidateResult((4, 4), r, 1.0, 0, {}, {}) for r in replicas)
     line = ceiling_line(ValidationResult(candidates, (noisy,), "run", 1, "recipe", ceiling, 2))
     assert "the target is mostly seed noise" in line and "--full-seeds 36 would reach 0.9" in line
