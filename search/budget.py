@@ -59,7 +59,7 @@ def expected_trial_s(trials: list[FrozenTrial]) -> float:
 
 
 def has_completed(trials: list[FrozenTrial]) -> bool:
-    """Whether the search has an answer: a trial that ran all its epochs.
+    """Whether the search has an answer: a completed trial (all its proxy epochs, or a zero-cost score).
 
     Until it has, a trial runs to its end whatever the budget says, and one trial starts even
     when the budget is already spent (slow start-up, a budget of seconds): a search of any
