@@ -487,7 +487,7 @@ def cmd_run(args: argparse.Namespace, started_at: float) -> int:
     except KeyboardInterrupt:
         print(f"search: interrupted; continue with: search run --resume --store {config.store.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print_result(result, progress)
+    print_result(result, progress, args)
     return 0
 
 
@@ -725,7 +725,9 @@ def runs_page(database: Path, port: int) -> str:
     return f"{base}/#/experiments/{row[0]}/runs" if row else base
 
 
-def print_result(result: SearchResult, progress: object) -> None:
+def print_result(result: SearchResult, progress: object, args: argparse.Namespace | None = None) -> None:
+    from rich.markup import escape
+
     from search.progress import console, full_table, pareto_table, results_table, slim_table
 
     console.print(pareto_table(result) if result.objective == "pareto" else results_table(result))
@@ -744,9 +746,10 @@ def print_result(result: SearchResult, progress: object) -> None:
             console.print(f"Winner (* above): [bold]{winner.label}[/], full val_acc {winner.val_acc:.4f}, "
                           f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}")
     if result.full_skipped and result.best is not None:
+        command = train_command(args, result.best.label) if args is not None else \
+            f"search train --widths {result.best.label}"
         console.print(f"No time was left to train in full: the best profile by the {result.scorer} is "
-                      f"[bold]{result.best.label}[/]. Train it with [bold]search train --widths {result.best.label}"
-                      f"[/] and this search's data options.")
+                      f"[bold]{result.best.label}[/]. Train it with: [bold]{escape(command)}[/]")
     if result.slim is not None:
         console.print(slim_table(result.slim))
     console.print(
@@ -758,6 +761,23 @@ def print_result(result: SearchResult, progress: object) -> None:
         console.print(f"Open the MLflow UI: [bold]search ui --store {result.store}[/]")
     else:
         console.print(f"MLflow runs are on {result.tracking_uri} (parent run {result.parent_run_id})")
+
+
+def train_command(args: argparse.Namespace, widths: str) -> str:
+    """``search train`` for ``widths`` with every option of this run that ``search train`` takes
+    too (settings file, data, full training, seed, device, store), ready to paste."""
+    import shlex
+
+    shared = vars(build_parser().parse_args(["train", "--widths", widths]))  # every train option, None
+    parts = ["search", "train", "--widths", widths]
+    for dest in shared:
+        value = getattr(args, dest, None)
+        if dest in ("command", "widths") or value is None or value is False:
+            continue
+        parts.append("--" + dest.replace("_", "-"))
+        if value is not True:
+            parts.append(str(value))
+    return shlex.join(parts)
 
 
 def overrun_note(result: SearchResult) -> str:

@@ -1,6 +1,7 @@
 """End to end: real searches on tiny synthetic data, then the stores read back."""
 
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import search.cli
 import search.study
 import search.trial
 from conftest import ROOT, TINY_FLAGS, load_only_study, run_cli, tiny_config
@@ -279,7 +281,10 @@ def test_a_budget_spent_in_start_up_still_ends_with_one_scored_trial_and_says_th
     out = " ".join(result.stdout.split())  # the console wraps long lines
     assert "No trial completed" not in out
     assert "No time was left to train in full: the best profile by the proxy is 8-8-8" in out
-    assert "search train --widths 8-8-8" in out
+    # the command to paste carries the run's options that train takes too, and train accepts it
+    hint = out.split("Train it with: ")[1].split(" 1 complete")[0]
+    assert hint == "search train --widths 8-8-8 --batch-size 64 --dataset synthetic --device cpu"
+    assert search.cli.build_parser().parse_args(shlex.split(hint)[1:]).command == "train"
     assert "past the 1 s budget: no trial had completed by then, and a search ends with an answer" in out
     tracker = tracker_for(tmp_path / "runs")
     parent = tracker.get_run(study.user_attrs["mlflow_parent_run_id"])
