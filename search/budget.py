@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -67,6 +68,33 @@ def has_completed(trials: list[FrozenTrial]) -> bool:
     The one rule of both backends.
     """
     return any(t.state == TrialState.COMPLETE for t in trials)
+
+
+TrialDecision = Literal["start", "overtime", "wait", "stop"]
+
+
+def next_trial(trials: list[FrozenTrial], budget: Budget, overtime_used: bool) -> TrialDecision:
+    """Whether a search starts its next trial under ``budget``, the one rule of both backends.
+
+    "start" while the longest finished trial still fits in what is left. Past that: "stop" once
+    the study has an answer (``has_completed``) or its one trial past the budget was tried;
+    "wait" while trials still run towards a first answer (Ray); else "overtime": start one trial
+    past the budget, so that a search of any budget ends with an answer.
+
+    Example:
+        >>> next_trial([], Budget(60.0, time.monotonic()), overtime_used=False)
+        'start'
+        >>> spent = Budget(1.0, time.monotonic() - 10)
+        >>> next_trial([], spent, overtime_used=False), next_trial([], spent, overtime_used=True)
+        ('overtime', 'stop')
+    """
+    if budget.remaining_s() > expected_trial_s(trials):
+        return "start"
+    if has_completed(trials) or overtime_used:
+        return "stop"
+    if any(t.state == TrialState.RUNNING for t in trials):
+        return "wait"
+    return "overtime"
 
 
 def current_budget(study: optuna.Study, share: Budget, whole: Budget | None) -> Budget:

@@ -13,14 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search.budget import (
-    Budget,
-    BudgetExhausted,
-    current_budget,
-    expected_trial_s,
-    has_completed,
-    next_epoch_overruns,
-)
+from search.budget import Budget, BudgetExhausted, current_budget, has_completed, next_epoch_overruns, next_trial
 from search.config import Config
 from search.cost import Cost
 from search.data import TensorData
@@ -69,13 +62,11 @@ class LocalTrials:
                 return
             if untrained_in_a_row(trials) >= MAX_UNTRAINED_IN_A_ROW:
                 return
-            answered = has_completed(trials)
-            if self.current_budget().remaining_s() <= expected_trial_s(trials):  # 0 before a completed trial
-                if answered or overtime:
-                    return
-                overtime = run_one(self, finish=True)
-                continue
-            run_one(self, finish=not answered)
+            decision = next_trial(trials, self.current_budget(), overtime)
+            if decision in ("stop", "wait"):  # one trial at a time: "wait" only for a stale RUNNING trial
+                return
+            trained = run_one(self, finish=not has_completed(trials))
+            overtime = overtime or (decision == "overtime" and trained)
 
     def current_budget(self) -> Budget:
         """The proxy phase's share once a trial has completed; the whole budget before."""

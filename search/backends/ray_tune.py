@@ -39,14 +39,7 @@ import torch
 from optuna.trial import TrialState
 
 from models import parse_widths
-from search.budget import (
-    Budget,
-    BudgetExhausted,
-    current_budget,
-    expected_trial_s,
-    has_completed,
-    next_epoch_overruns,
-)
+from search.budget import Budget, BudgetExhausted, current_budget, has_completed, next_epoch_overruns, next_trial
 from search.config import Config, ConfigError, SpaceConfig
 from search.cost import COST_ATTRS, Cost
 from search.data import TensorData
@@ -270,13 +263,13 @@ def make_searcher_class() -> type:
                 running = sum(t.state == TrialState.RUNNING for t in trials)
                 if self.trial_cap is not None and finished + running >= self.trial_cap:
                     return Searcher.FINISHED if running == 0 else None
+                decision = next_trial(trials, current_budget(self.study, self.share, self.whole), self.overtime)
+                if decision == "stop":
+                    return Searcher.FINISHED
+                if decision == "wait":
+                    return None  # no answer yet: Tune asks again once a running trial ends
+                self.overtime = self.overtime or decision == "overtime"
                 answered = has_completed(trials)
-                if current_budget(self.study, self.share, self.whole).remaining_s() <= expected_trial_s(trials):
-                    if answered or self.overtime:
-                        return Searcher.FINISHED
-                    if running:
-                        return None  # no answer yet: wait for the running trials
-                    self.overtime = True  # none running, none completed: one more, past the budget
                 trial = self.study.ask()
                 candidate = suggest_candidate(trial, self.space)
                 if reuse_earlier_score(self.study, trial, candidate):
