@@ -317,12 +317,13 @@ def ceiling_line(result: ValidationResult) -> str:
                 "be ranked on it; use harder data (fewer images, another dataset)")
     if result.ceiling != result.ceiling:
         return "seed ceiling: needs --full-seeds 2 or more"
-    line = (f"seed ceiling (rho between two full-training seeds) {result.ceiling:.3f}; the target, the mean of "
-            f"{result.full_seeds} seeds, repeats at about {result.target_reliability:.3f} (Spearman-Brown), and one "
-            f"more full training would rank like it at about {result.replica_rho:.3f} (the mark of /ceiling)")
+    line = f"seed ceiling (rho between two full-training seeds) {result.ceiling:.3f}"
     needed = seeds_needed(result.ceiling)
     if needed is None:
         return line + "; the seeds do not agree at all: train longer before trusting any ranking"
+    line += (f"; the target, the mean of {result.full_seeds} seeds, repeats at about "
+             f"{result.target_reliability:.3f} (Spearman-Brown), and one more full training would rank like it at "
+             f"about {result.replica_rho:.3f} (the mark of /ceiling)")
     if target_is_noise(result.ceiling, result.full_seeds):
         line += ("; the target is mostly seed noise, so no scorer's rho on these profiles says much (rho/ceiling "
                  "not shown): full training barely tells them apart")

@@ -342,7 +342,11 @@ def mean_reliability(rho: float, seeds: int) -> float:
     Example:
         >>> round(mean_reliability(0.8, 2), 3)
         0.889
+        >>> import math; math.isnan(mean_reliability(-1.0, 2))  # seeds that disagree: no reliability
+        True
     """
+    if rho < 0:
+        return float("nan")
     return seeds * rho / (1 + (seeds - 1) * rho)
 
 

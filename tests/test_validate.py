@@ -259,6 +259,20 @@ def test_a_target_that_is_mostly_seed_noise_is_said_to_be_and_gets_no_ratio() ->
     assert "the target is mostly seed noise" in line and "--full-seeds 36 would reach 0.9" in line
 
 
+def test_seeds_that_rank_in_opposite_orders_are_said_to_disagree_without_a_reliability() -> None:
+    # Two seeds in exactly opposite orders: ceiling -1, where Spearman-Brown divided by zero.
+    replicas = [(0.1, 0.4), (0.2, 0.3), (0.3, 0.2), (0.4, 0.1)]
+    ceiling = seed_ceiling(replicas)
+    assert ceiling == pytest.approx(-1.0) and np.isnan(mean_reliability(ceiling, 2))
+    report = report_for("x", [1, 2, 3, 4], [0.25] * 3 + [0.26], [0.0] * 4, [1.0] * 4, 50, 0)
+    (unrated,) = of_ceiling([report], ceiling, 2)
+    assert np.isnan(unrated.of_ceiling)
+    candidates = tuple(CandidateResult((4, 4), r, 1.0, 0, {}, {}) for r in replicas)
+    line = ceiling_line(ValidationResult(candidates, (unrated,), "run", 1, "recipe", ceiling, 2))
+    assert line == ("seed ceiling (rho between two full-training seeds) -1.000; the seeds do not agree at all: "
+                    "train longer before trusting any ranking")
+
+
 def test_the_frozen_sweep_covers_k_from_zero_to_every_layer(tmp_path: Path) -> None:
     result = run_cli(["validate", "--frozen-sweep", "--widths", "8-16-16", "--dataset", "synthetic",
                       "--proxy-epochs", "2", "--device", "cpu"], cwd=tmp_path)
