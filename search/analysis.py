@@ -76,7 +76,7 @@ def analyse(
 
     With ``seconds``, the ablations are timed on ``PROBE_IMAGES`` images first and the image
     count is cut to what fits (``Analysis.images`` says how many were used); ``None`` when
-    not even ``MIN_IMAGES`` fit.
+    not even ``MIN_IMAGES`` fit (or all of ``images``, when fewer are asked for).
     """
     start = time.perf_counter()
     count = min(images, len(data.y_val))
@@ -85,7 +85,7 @@ def analyse(
         layer_stats(model, data.x_val[:probe], data.y_val[:probe], threshold)
         per_image = (time.perf_counter() - start) / probe
         count = min(count, int((seconds - (time.perf_counter() - start)) / per_image))
-        if count < min(MIN_IMAGES, len(data.y_val)):
+        if count < min(MIN_IMAGES, images, len(data.y_val)):  # fewer than asked for, and too few
             return None
     stats = layer_stats(model, data.x_val[:count], data.y_val[:count], threshold)
     return Analysis(model.widths, tuple(stats), count, time.perf_counter() - start)

@@ -42,6 +42,8 @@ def test_the_analysis_fits_its_images_to_the_time_it_is_given(tiny_data: TensorD
     roomy = analyse(net, tiny_data, images=100, seconds=60.0)
     assert roomy is not None and roomy.images == 100
     assert MIN_IMAGES <= 100
+    few = analyse(net, tiny_data, images=MIN_IMAGES // 2, seconds=60.0)  # fewer asked for than MIN_IMAGES
+    assert few is not None and few.images == MIN_IMAGES // 2  # was skipped as if the time were spent
 
 
 def test_write_analysis_leaves_statistics_and_pictures(tmp_path: Path, tiny_data: TensorData) -> None:
