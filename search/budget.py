@@ -97,6 +97,20 @@ def next_trial(trials: list[FrozenTrial], budget: Budget, overtime_used: bool) -
     return "overtime"
 
 
+def lengthened(share: Budget, whole: Budget, kept_s: float) -> Budget:
+    """The proxy phase's ``share`` of the ``whole`` budget, lengthened so that it leaves only
+    ``kept_s`` (what the second phase is expected to need) when the share leaves more; never
+    shortened. The local backend's rule: its second phase runs in this process, where it can
+    be timed (``search.full.FullPhasePlan``).
+
+    Example:
+        >>> whole = Budget(200.0, 0.0)  # 5 s of it is the reserve
+        >>> lengthened(whole.first(0.6), whole, kept_s=30.0).total_s, lengthened(whole.first(0.6), whole, 150.0).total_s
+        (165.0, 120.0)
+    """
+    return Budget(max(share.total_s, whole.total_s - whole.reserve_s - kept_s), share.started_at)
+
+
 def current_budget(study: optuna.Study, share: Budget, whole: Budget | None) -> Budget:
     """The budget a search phase works to: its ``share`` once the study has a complete trial,
     the ``whole`` command's before (a search that ends with no result is worth nothing: slow

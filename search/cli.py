@@ -101,7 +101,8 @@ def build_parser() -> Parser:
                        "(default 3; 0 skips the phase); with --objective pareto the K front members that span "
                        "it: the most accurate, the cheapest within 1 point of it, the knee, ...")
     group.add_argument("--full-fraction", type=float, metavar="F", help="share of the budget kept for full "
-                       "training, e.g. 0.4 (default); 0 skips the phase")
+                       "training, e.g. 0.4 (default; at most: the local backend goes on scoring into what the "
+                       "best candidates' estimated training leaves); 0 skips the phase")
     add_full_arguments(run, group)
     group = run.add_argument_group("Ray (--backend ray)")
     group.add_argument("--backend", metavar="NAME", help="local (default: trials one after another here) or ray "

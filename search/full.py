@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from optuna.trial import FrozenTrial
 
 from models import ConvNet, format_widths
 from models.kernels import DEFAULT_THRESHOLD
@@ -33,8 +35,9 @@ from search.budget import Budget, BudgetExhausted, next_epoch_overruns
 from search.config import Config, ConfigError, StoreConfig, from_mapping
 from search.data import TensorData
 from search.events import CandidateEnded, CandidateStarted, EpochDone, EventHandler, StageStarted
+from search.pareto import pareto_front, spanning
 from search.progressive import FullResult, estimate_full_s, schedule, schedule_multiplier, train_full
-from search.results import FullSummary, TrialSummary
+from search.results import FullSummary, TrialSummary, rank_completed
 from search.tracking import Tracker
 from search.train import EpochMetrics
 
@@ -176,6 +179,59 @@ def planned_seconds(widths: tuple[int, ...], data: TensorData, config: Config) -
         return 0.0
 
 
+def share(estimates: Sequence[float], fit: int) -> float:
+    """The first candidate's share of the time left, when it and the ``fit - 1`` after it are
+    expected to fit it: in proportion to their estimates (all of it when none fits).
+
+    Example:
+        >>> share([30.0, 10.0, 10.0], 3), share([30.0, 10.0, 10.0], 0), share([0.0, 0.0], 2)
+        (0.6, 1.0, 0.5)
+    """
+    planned = sum(estimates[: max(fit, 1)])
+    return estimates[0] / planned if planned > 0 else 1 / max(fit, 1)
+
+
+def full_phase_candidates(config: Config, trials: Iterable[FrozenTrial]) -> list[TrialSummary]:
+    """The candidates of the second phase, best first: the complete trials by score, or with
+    ``--objective pareto`` the front members that span it (``search.pareto.spanning``)."""
+    summaries = [TrialSummary.from_trial(t) for t in trials]
+    if config.search.objective == "pareto":
+        return spanning(pareto_front(summaries, config.search.cost), config.search.cost)
+    return rank_completed(summaries)
+
+
+class FullPhasePlan:
+    """The expected training seconds of each profile (``planned_seconds``, measured once per
+    profile on the phase's device), shared by the proxy phase, which asks how long the second
+    phase needs for the best candidates so far (``needed_s``), and by the second phase itself,
+    which plans with the same numbers."""
+
+    def __init__(self, config: Config, data: TensorData) -> None:
+        self.config, self.data = config, data
+        self.seconds: dict[tuple[int, ...], float] = {}
+
+    def estimate_s(self, widths: tuple[int, ...]) -> float:
+        if widths not in self.seconds:
+            self.seconds[widths] = planned_seconds(widths, self.data, self.config)
+        return self.seconds[widths]
+
+    def needed_s(self, trials: Iterable[FrozenTrial]) -> float:
+        """Seconds the second phase is expected to need (training and the analysis share) to
+        train every one of the best ``top_k`` candidates of ``trials`` to the end."""
+        return sum(self._needed(trials))
+
+    def kept_s(self, trials: Iterable[FrozenTrial]) -> float:
+        """``needed_s`` and the largest of those candidates' needs again: the margin for the
+        trial that runs while the proxy phase ends, which may put a new candidate among them
+        (without it, one of four 3-minute searches on digits trained 2 of its 3 in full)."""
+        needed = self._needed(trials)
+        return sum(needed) + max(needed, default=0.0)
+
+    def _needed(self, trials: Iterable[FrozenTrial]) -> list[float]:
+        picked = pick_candidates(full_phase_candidates(self.config, trials), self.config.search.top_k)
+        return [self.estimate_s(trial.widths) / (1 - ANALYSIS_SHARE) for trial in picked]
+
+
 def pick_candidates(ranked: Sequence[TrialSummary], top_k: int) -> list[TrialSummary]:
     """The first ``top_k`` distinct profiles of ``ranked`` (the sampler may propose a profile
     twice: its best trial is trained once)."""
@@ -229,17 +285,21 @@ def run_full_phase(
     study_name: str,
     ranked: list[TrialSummary],
     emit: EventHandler,
+    plan: FullPhasePlan | None = None,
 ) -> list[FullSummary]:
     """Train the best ``config.search.top_k`` candidates in full, each a child run of the search.
 
     Before each candidate, the time left is shared among it and those after it that are
-    expected to finish in it (``estimate_full_s`` times a few training steps of each): three
-    candidates stopped half-way are worth less than one trained to the end of its schedule.
-    The best always trains; a later one only if it is expected to finish, so time an earlier
-    one did not use passes on. A candidate that raises is recorded as failed; the phase goes on.
+    expected to finish in it, in proportion to their estimates (``estimate_full_s`` times a
+    few training steps of each): three candidates stopped half-way are worth less than one
+    trained to the end of its schedule. The best always trains; a later one only if it is
+    expected to finish, so time an earlier one did not use passes on. A candidate that raises
+    is recorded as failed; the phase goes on. ``plan`` holds the estimates the proxy phase
+    already measured.
     """
     picked = pick_candidates(ranked, config.search.top_k)
-    estimates = [planned_seconds(trial.widths, data, config) for trial in picked]
+    plan = plan or FullPhasePlan(config, data)
+    estimates = [plan.estimate_s(trial.widths) for trial in picked]
     summaries: list[FullSummary] = []
     for index, trial in enumerate(picked):
         left = budget.remaining_s()
@@ -254,7 +314,7 @@ def run_full_phase(
         started = time.monotonic()
         try:
             outcome = train_candidate(trial.widths, data, config, tracker, run_id, emit,
-                                      deadline=started + left / max(fit, 1))
+                                      deadline=started + share(estimates[index:], fit) * left)
         except Exception as failure:  # one candidate's failure must not lose the others
             summary = failed_summary(rank, trial, f"{type(failure).__name__}: {failure}",
                                      time.monotonic() - started, tracker, run_id)

@@ -28,11 +28,11 @@ from search.config import Config, ConfigError, from_mapping
 from search.cost import measure_cost, over_limit
 from search.data import TensorData
 from search.events import EventHandler, SearchStarted
-from search.full import run_full_phase, train_candidate
-from search.pareto import pareto_front, spanning
+from search.full import FullPhasePlan, full_phase_candidates, run_full_phase, train_candidate
+from search.pareto import pareto_front
 from search.progressive import FullResult
 from search.proxy import describe
-from search.results import FullSummary, SearchResult, SlimReport, TrialSummary, best_full, rank_completed
+from search.results import FullSummary, SearchResult, SlimReport, TrialSummary, best_full
 from search.session import load_data, open_store, resolve_device
 from search.space import make_sampler, narrowest, starting_params
 from search.tracking import Tracker
@@ -176,8 +176,10 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
                else config.search.scorer)
     emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name, scoring))
 
-    # The proxy phase ends where the share kept for full training begins.
+    # The proxy phase ends where the share kept for full training begins (locally, later when the
+    # best candidates are expected to need less: LocalTrials.current_budget).
     proxy_budget = budget.first(1 - config.search.full_fraction) if config.search.full_phase else budget
+    plan = FullPhasePlan(config, data) if config.search.full_phase else None
     status = "FINISHED"
     full: list[FullSummary] = []
     ranked: list[TrialSummary] = []  # the candidates of the second phase, best first
@@ -188,12 +190,11 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
 
             RayTrials(study, config, data, tracker, parent_id, proxy_budget, emit, whole_budget=budget).run()
         else:
-            LocalTrials(study, config, data, tracker, parent_id, proxy_budget, emit, whole_budget=budget).run()
+            LocalTrials(study, config, data, tracker, parent_id, proxy_budget, emit, whole_budget=budget,
+                        full_plan=plan).run()
         if config.search.full_phase:
-            summaries = [TrialSummary.from_trial(t) for t in study.trials]
             # Pareto: the members that span the front (most accurate, cheapest close to it, knee).
-            ranked = spanning(pareto_front(summaries, config.search.cost), config.search.cost) if pareto \
-                else rank_completed(summaries)
+            ranked = full_phase_candidates(config, study.trials)
             if config.search.backend == "ray" and config.ray.address is not None:  # a cluster: tasks on workers
                 from search.backends.ray_tune import run_full_phase_on_ray
 
@@ -204,7 +205,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
                     # add a fresh worker's start-up (5-10 s of imports on 2 cores; 60 s searches then
                     # stopped their winner half-way). Ray's teardown comes out of the proxy's share.
                     shutdown_ray()
-                full = run_full_phase(config, budget, data, tracker, parent_id, study_name, ranked, emit)
+                full = run_full_phase(config, budget, data, tracker, parent_id, study_name, ranked, emit, plan)
             slimmed = slim_winner(config, budget, device, full, tracker, parent_id)
     except BaseException:
         status = "KILLED"

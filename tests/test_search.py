@@ -19,9 +19,11 @@ import search.cli
 import search.study
 import search.trial
 from conftest import ROOT, TINY_FLAGS, load_only_study, run_cli, tiny_config
+from search.backends.local import LocalTrials
 from search.budget import Budget
-from search.config import SpaceConfig
+from search.config import Config, FullTrainConfig, SpaceConfig
 from search.data import load
+from search.full import ANALYSIS_SHARE, FullPhasePlan
 from search.proxy import Candidate, score_candidate
 from search.scorers import SCORERS, ScorerSettings
 from search.study import run_search
@@ -311,3 +313,38 @@ def test_a_profile_proposed_again_is_not_trained_again(tmp_path: Path) -> None:
     assert len(result.completed()) == 4  # listed once
     tracker = tracker_for(tmp_path / "runs")
     assert len(tracker.children(result.parent_run_id)) == 4  # no MLflow run for a repeat
+
+
+def test_the_proxy_phase_goes_on_into_the_time_the_full_phase_will_not_need(tmp_path: Path) -> None:
+    data = load(tiny_config(tmp_path / "runs").data)
+    config = replace(tiny_config(tmp_path / "runs", top_k=2), full=FullTrainConfig(stages=1, epochs_per_stage=1))
+    study = optuna.create_study(direction="maximize")
+    for widths, score in [("8-8-8", 0.5), ("4-4-4", 0.7), ("16-16-16", 0.6)]:
+        study.add_trial(optuna.trial.create_trial(value=score, user_attrs={
+            "widths": widths, "frozen_layers": 1, "seconds": 1.0, "trained_params": 100}))
+    tracker = tracker_for(tmp_path / "runs")
+
+    def local(whole: Budget, config: Config) -> tuple[LocalTrials, FullPhasePlan]:
+        plan = FullPhasePlan(config, data)
+        return LocalTrials(study, config, data, tracker, "parent", whole.first(0.6), lambda event: None,
+                           whole_budget=whole, full_plan=plan), plan
+
+    # The 60 s share of a 100 s budget not yet spent: it stands, and nothing is measured.
+    trials, plan = local(Budget(100.0, time.monotonic()), config)
+    assert trials.current_budget().total_s == 60.0 and plan.seconds == {}
+
+    # Spent (61 s gone): lengthened to leave what the best two need, a fraction of a second each.
+    trials, plan = local(Budget(100.0, time.monotonic() - 61), config)
+    budget = trials.current_budget()
+    needed, kept = plan.needed_s(study.trials), plan.kept_s(study.trials)
+    assert set(plan.seconds) == {(4, 4, 4), (16, 16, 16)}  # the best two only, each measured once
+    largest = max(plan.seconds.values()) / (1 - ANALYSIS_SHARE)
+    assert needed == pytest.approx(sum(plan.seconds.values()) / (1 - ANALYSIS_SHARE))
+    assert kept == pytest.approx(needed + largest)  # a margin: one more of the largest
+    assert 0 < kept < 20 and budget.total_s == pytest.approx(100.0 - Budget(100.0, 0).reserve_s - kept)
+    assert budget.remaining_s() > 10
+
+    # Best candidates that need more than the share leaves: the share stands.
+    slow = replace(config, full=FullTrainConfig(stages=1, epochs_per_stage=100_000))
+    trials, plan = local(Budget(100.0, time.monotonic() - 61), slow)
+    assert trials.current_budget().total_s == 60.0 and plan.needed_s(study.trials) > 40

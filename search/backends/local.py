@@ -13,11 +13,21 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search.budget import Budget, BudgetExhausted, current_budget, has_completed, next_epoch_overruns, next_trial
+from search.budget import (
+    Budget,
+    BudgetExhausted,
+    current_budget,
+    expected_trial_s,
+    has_completed,
+    lengthened,
+    next_epoch_overruns,
+    next_trial,
+)
 from search.config import Config
 from search.cost import Cost
 from search.data import TensorData
 from search.events import EpochDone, EventHandler, TrialStarted
+from search.full import FullPhasePlan
 from search.pareto import completed_curves, dominated_at
 from search.space import suggest_candidate
 from search.tracking import Tracker
@@ -44,6 +54,8 @@ class LocalTrials:
     budget: Budget  # the proxy phase's share
     emit: EventHandler
     whole_budget: Budget | None = None  # the command's: what a first trial may use if the share is gone
+    # The second phase's estimates: the share is lengthened into the time it will not need.
+    full_plan: FullPhasePlan | None = None
 
     def run(self) -> None:
         """Run trials until the trial cap is met or the next one could not finish in time.
@@ -69,8 +81,18 @@ class LocalTrials:
             overtime = overtime or (decision == "overtime" and trained)
 
     def current_budget(self) -> Budget:
-        """The proxy phase's share once a trial has completed; the whole budget before."""
-        return current_budget(self.study, self.budget, self.whole_budget)
+        """The proxy phase's share once a trial has completed (the whole budget before). Once
+        the share is spent, it is lengthened to leave only what the second phase is expected to
+        need for the best candidates so far, with a margin (``FullPhasePlan.kept_s``,
+        ``search.budget.lengthened``): a search whose best candidates train in seconds goes on
+        scoring instead of ending early."""
+        budget = current_budget(self.study, self.budget, self.whole_budget)
+        if self.full_plan is None or self.whole_budget is None or budget is not self.budget:
+            return budget
+        trials = self.study.get_trials(deepcopy=False)
+        if budget.remaining_s() > expected_trial_s(trials):
+            return budget  # not spent yet: nothing to measure
+        return lengthened(budget, self.whole_budget, self.full_plan.kept_s(trials))
 
 
 def run_one(ctx: LocalTrials, finish: bool = False) -> bool:
@@ -109,7 +131,8 @@ def run_one(ctx: LocalTrials, finish: bool = False) -> bool:
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}: dominated")
             if not pareto and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}")
-            if not finish and next_epoch_overruns(metrics, budget.remaining_s()):
+            if not finish and next_epoch_overruns(metrics, budget.remaining_s()) and next_epoch_overruns(
+                    metrics, ctx.current_budget().remaining_s()):  # the share may have been lengthened since
                 raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
 
     try:
