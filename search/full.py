@@ -181,14 +181,15 @@ def planned_seconds(widths: tuple[int, ...], data: TensorData, config: Config) -
 
 def share(estimates: Sequence[float], fit: int) -> float:
     """The first candidate's share of the time left, when it and the ``fit - 1`` after it are
-    expected to fit it: in proportion to their estimates (all of it when none fits).
+    expected to fit it: in proportion to their estimates (all of it when none fits; an equal
+    share without an estimate, whose steps failed).
 
     Example:
-        >>> share([30.0, 10.0, 10.0], 3), share([30.0, 10.0, 10.0], 0), share([0.0, 0.0], 2)
+        >>> share([30.0, 10.0, 10.0], 3), share([30.0, 10.0, 10.0], 0), share([0.0, 10.0], 2)
         (0.6, 1.0, 0.5)
     """
     planned = sum(estimates[: max(fit, 1)])
-    return estimates[0] / planned if planned > 0 else 1 / max(fit, 1)
+    return estimates[0] / planned if estimates[0] > 0 else 1 / max(fit, 1)
 
 
 def full_phase_candidates(config: Config, trials: Iterable[FrozenTrial]) -> list[TrialSummary]:
@@ -203,8 +204,8 @@ def full_phase_candidates(config: Config, trials: Iterable[FrozenTrial]) -> list
 class FullPhasePlan:
     """The expected training seconds of each profile (``planned_seconds``, measured once per
     profile on the phase's device), shared by the proxy phase, which asks how long the second
-    phase needs for the best candidates so far (``needed_s``), and by the second phase itself,
-    which plans with the same numbers."""
+    phase needs for the best candidates so far (``needed_s``, ``kept_s``), and by the second
+    phase itself, which plans with the same numbers."""
 
     def __init__(self, config: Config, data: TensorData) -> None:
         self.config, self.data = config, data
@@ -223,7 +224,7 @@ class FullPhasePlan:
     def kept_s(self, trials: Iterable[FrozenTrial]) -> float:
         """``needed_s`` and the largest of those candidates' needs again: the margin for the
         trial that runs while the proxy phase ends, which may put a new candidate among them
-        (without it, one of four 3-minute searches on digits trained 2 of its 3 in full)."""
+        (without it, one of two 3-minute searches on digits trained 2 of its 3 in full)."""
         needed = self._needed(trials)
         return sum(needed) + max(needed, default=0.0)
 

@@ -222,6 +222,7 @@ class SearchResult:
     budget_s: float | None = None  # the command's wall-clock budget
     full_skipped: bool = False  # the second phase was on, but the budget left no time to train one candidate
     late_answer: bool = False  # the first trial completed past the budget (search.budget.has_completed)
+    proxy_phase_s: float | None = None  # seconds from the budget's start to the proxy phase's end
 
     @property
     def overrun_s(self) -> float:

@@ -184,6 +184,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     full: list[FullSummary] = []
     ranked: list[TrialSummary] = []  # the candidates of the second phase, best first
     slimmed: SlimReport | None = None
+    proxy_phase_s: float | None = None
     try:
         if config.search.backend == "ray":
             from search.backends.ray_tune import RayTrials
@@ -192,6 +193,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         else:
             LocalTrials(study, config, data, tracker, parent_id, proxy_budget, emit, whole_budget=budget,
                         full_plan=plan).run()
+        proxy_phase_s = budget.elapsed_s()
         if config.search.full_phase:
             # Pareto: the members that span the front (most accurate, cheapest close to it, knee).
             ranked = full_phase_candidates(config, study.trials)
@@ -226,6 +228,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             budget_s=budget.total_s,
             full_skipped=config.search.full_phase and not full and bool(ranked),
             late_answer=answered_late(study, budget),
+            proxy_phase_s=proxy_phase_s,
         )
         close_parent(tracker, result, status)
         if config.search.backend == "ray":
@@ -362,6 +365,8 @@ def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
         "search_time_s": result.elapsed_s,
         "budget_overrun_s": result.overrun_s,
     }
+    if result.proxy_phase_s is not None:
+        metrics["proxy_phase_s"] = result.proxy_phase_s
     best = result.best
     if best is not None:
         metrics["best_score"] = best.score

@@ -224,6 +224,7 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
     assert parent.data.tags["winner_run_id"] == winner.info.run_id
     assert parent.data.tags["winner_widths"] == winner.data.params["widths"]
     assert parent.data.metrics["winner_val_acc"] == winner.data.metrics["val_acc"]
+    assert 0 < parent.data.metrics["proxy_phase_s"] < parent.data.metrics["search_time_s"]
     assert {"full_results.csv", "winner.json"} <= {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
     # The parent run carries the pictures that compare trials and candidates.
     assert {"comparison/trial_scores.png", "comparison/epoch_times.png", "comparison/widths.png"} <= {

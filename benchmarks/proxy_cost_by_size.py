@@ -1,0 +1,72 @@
+"""What the default proxy costs as a share of one full training, as the dataset grows.
+
+The proxy trains its tops on the first ``train_images`` (2,000) training images whatever the
+dataset's size; full training uses them all. So the share falls as the training split grows,
+while the proxy's evaluation and frozen-feature pass grow with the validation split. This
+times, at each size and for the same profiles, one proxy trial (the default settings, cache
+included, no feature reuse: each profile's lower widths differ) and one full training (the
+recipe of ``--stages`` x ``--epochs-per-stage``, from scratch by default as ``validate``
+trains), side by side in one process, and prints each ratio and their total per size.
+
+    python -m benchmarks.proxy_cost_by_size [--dataset textures] [--sizes 8000/2000,32000/8000]
+        [--stages 2 --epochs-per-stage 3] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from search.config import DataConfig, FullTrainConfig, ModelConfig, ProxyConfig
+from search.data import load
+from search.progressive import train_full
+from search.proxy import Candidate, score_candidate
+from search.session import resolve_device
+
+PROFILES = [(16, 16, 16, 16, 16), (8, 32, 64, 32, 16), (64, 64, 32, 32, 32)]
+FROZEN = 2  # the search's default
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="textures", help="textures or synthetic (generated to any size)")
+    parser.add_argument("--sizes", default="8000/2000,32000/8000", help="TRAIN/VAL,... images")
+    parser.add_argument("--stages", type=int, default=2)
+    parser.add_argument("--epochs-per-stage", type=int, default=3)
+    parser.add_argument("--mode", default="none", help="full training: none (from scratch, as validate) or partial")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    model, proxy = ModelConfig(), ProxyConfig()
+    full = FullTrainConfig(mode=args.mode, stages=args.stages, epochs_per_stage=args.epochs_per_stage)
+    print(f"{args.dataset}, proxy {proxy.epochs} epochs x {proxy.replicas} tops on {proxy.train_images:,} images, "
+          f"full {args.mode} {args.stages} x {args.epochs_per_stage} epochs; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {device}")
+    print(f"{'train/val':<13} {'widths':<18} {'proxy s':>8} {'full s':>8} {'ratio':>6} {'proxy acc':>9} "
+          f"{'full acc':>8}")
+    for size in args.sizes.split(","):
+        n_train, n_val = (int(n) for n in size.split("/"))
+        settings = {"texture_train": n_train, "texture_val": n_val} if args.dataset == "textures" else {
+            "synthetic_train": n_train, "synthetic_val": n_val}
+        data = load(DataConfig(dataset=args.dataset, **settings)).to(device)  # type: ignore[arg-type]
+        total_proxy = total_full = 0.0
+        for widths in PROFILES:
+            start = time.perf_counter()
+            proxy_acc = score_candidate(Candidate(widths, FROZEN), data, model, proxy, seed=0).score
+            proxy_s = time.perf_counter() - start
+            start = time.perf_counter()
+            full_acc = train_full(widths, data, model, full, seed=0)[0].val_acc
+            full_s = time.perf_counter() - start
+            total_proxy, total_full = total_proxy + proxy_s, total_full + full_s
+            label = "-".join(map(str, widths))
+            print(f"{size:<13} {label:<18} {proxy_s:8.2f} {full_s:8.2f} {proxy_s / full_s:6.3f} "
+                  f"{proxy_acc:9.3f} {full_acc:8.3f}", flush=True)
+        print(f"{size:<13} {'all':<18} {total_proxy:8.2f} {total_full:8.2f} {total_proxy / total_full:6.3f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
