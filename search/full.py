@@ -204,7 +204,7 @@ def full_phase_candidates(config: Config, trials: Iterable[FrozenTrial]) -> list
 class FullPhasePlan:
     """The expected training seconds of each profile (``planned_seconds``, measured once per
     profile on the phase's device), shared by the proxy phase, which asks how long the second
-    phase needs for the best candidates so far (``needed_s``, ``kept_s``), and by the second
+    phase needs for the best candidates so far (``needs_s``, ``kept_s``), and by the second
     phase itself, which plans with the same numbers."""
 
     def __init__(self, config: Config, data: TensorData) -> None:
@@ -216,21 +216,18 @@ class FullPhasePlan:
             self.seconds[widths] = planned_seconds(widths, self.data, self.config)
         return self.seconds[widths]
 
-    def needed_s(self, trials: Iterable[FrozenTrial]) -> float:
-        """Seconds the second phase is expected to need (training and the analysis share) to
-        train every one of the best ``top_k`` candidates of ``trials`` to the end."""
-        return sum(self._needed(trials))
-
-    def kept_s(self, trials: Iterable[FrozenTrial]) -> float:
-        """``needed_s`` and the largest of those candidates' needs again: the margin for the
-        trial that runs while the proxy phase ends, which may put a new candidate among them
-        (without it, one of two 3-minute searches on digits trained 2 of its 3 in full)."""
-        needed = self._needed(trials)
-        return sum(needed) + max(needed, default=0.0)
-
-    def _needed(self, trials: Iterable[FrozenTrial]) -> list[float]:
+    def needs_s(self, trials: Iterable[FrozenTrial]) -> list[float]:
+        """Seconds each of the best ``top_k`` candidates of ``trials`` is expected to need in the
+        second phase, to the end of its training and its analysis share."""
         picked = pick_candidates(full_phase_candidates(self.config, trials), self.config.search.top_k)
         return [self.estimate_s(trial.widths) / (1 - ANALYSIS_SHARE) for trial in picked]
+
+    def kept_s(self, trials: Iterable[FrozenTrial]) -> float:
+        """What the proxy phase leaves the second: their needs, and the largest again as a margin
+        for the trial that runs while the proxy phase ends, which may bring in a new candidate
+        (without it, one of two 3-minute searches on digits trained 2 of its 3 in full)."""
+        needs = self.needs_s(trials)
+        return sum(needs) + max(needs, default=0.0)
 
 
 def pick_candidates(ranked: Sequence[TrialSummary], top_k: int) -> list[TrialSummary]:
