@@ -225,9 +225,14 @@ class FullPhasePlan:
     def kept_s(self, trials: Iterable[FrozenTrial]) -> float:
         """What the proxy phase leaves the second: their needs, and the largest again as a margin
         for the trial that runs while the proxy phase ends, which may bring in a new candidate
-        (without it, one of two 3-minute searches on digits trained 2 of its 3 in full)."""
+        (without it, one of two 3-minute searches on digits trained 2 of its 3 in full); with
+        ``--slim``, also the winner's fine-tuning epochs, at the largest candidate's mean epoch."""
         needs = self.needs_s(trials)
-        return sum(needs) + max(needs, default=0.0)
+        kept = sum(needs) + max(needs, default=0.0)
+        if self.config.search.slim and needs:
+            full = self.config.full
+            kept += max(needs) * (1 - ANALYSIS_SHARE) * full.fine_tune_epochs / (full.stages * full.epochs_per_stage)
+        return kept
 
 
 def pick_candidates(ranked: Sequence[TrialSummary], top_k: int) -> list[TrialSummary]:

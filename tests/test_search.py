@@ -344,6 +344,13 @@ def test_the_proxy_phase_goes_on_into_the_time_the_full_phase_will_not_need(tmp_
     assert 0 < kept < 20 and budget.total_s == pytest.approx(100.0 - Budget(100.0, 0).reserve_s - kept)
     assert budget.remaining_s() > 10
 
+    # --slim keeps time for the winner's fine-tuning too: 4 epochs at the largest one's mean epoch.
+    slim = replace(config, search=replace(config.search, slim=True))
+    trials, plan = local(Budget(100.0, time.monotonic() - 61), slim)
+    needs = plan.needs_s(study.trials)
+    epoch_s = max(needs) * (1 - ANALYSIS_SHARE) / (slim.full.stages * slim.full.epochs_per_stage)
+    assert plan.kept_s(study.trials) == pytest.approx(sum(needs) + max(needs) + slim.full.fine_tune_epochs * epoch_s)
+
     # Best candidates that need more than the share leaves: the share stands.
     slow = replace(config, full=FullTrainConfig(stages=1, epochs_per_stage=100_000))
     trials, plan = local(Budget(100.0, time.monotonic() - 61), slow)
