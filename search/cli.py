@@ -726,7 +726,7 @@ def runs_page(database: Path, port: int) -> str:
     return f"{base}/#/experiments/{row[0]}/runs" if row else base
 
 
-def print_result(result: SearchResult, progress: object, args: argparse.Namespace | None = None) -> None:
+def print_result(result: SearchResult, progress: object, args: argparse.Namespace) -> None:
     from rich.markup import escape
 
     from search.progress import console, full_table, pareto_table, results_table, slim_table
@@ -747,8 +747,7 @@ def print_result(result: SearchResult, progress: object, args: argparse.Namespac
             console.print(f"Winner (* above): [bold]{winner.label}[/], full val_acc {winner.val_acc:.4f}, "
                           f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}")
     if result.full_skipped and result.best is not None:
-        command = train_command(args, result.best.label) if args is not None else \
-            f"search train --widths {result.best.label}"
+        command = train_command(args, result.best.label)
         console.print(f"No time was left to train in full: the best profile by the {result.scorer} is "
                       f"[bold]{result.best.label}[/]. Train it with: [bold]{escape(command)}[/]")
     if result.slim is not None:

@@ -194,7 +194,8 @@ def share(estimates: Sequence[float], fit: int) -> float:
 
 def full_phase_candidates(config: Config, trials: Iterable[FrozenTrial]) -> list[TrialSummary]:
     """The candidates of the second phase, best first: the complete trials by score, or with
-    ``--objective pareto`` the front members that span it (``search.pareto.spanning``)."""
+    ``--objective pareto`` the front members that span it (the most accurate, the cheapest
+    close to it, the knee: ``search.pareto.spanning``)."""
     summaries = [TrialSummary.from_trial(t) for t in trials]
     if config.search.objective == "pareto":
         return spanning(pareto_front(summaries, config.search.cost), config.search.cost)

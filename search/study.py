@@ -195,7 +195,6 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
                         full_plan=plan).run()
         proxy_phase_s = budget.elapsed_s()
         if config.search.full_phase:
-            # Pareto: the members that span the front (most accurate, cheapest close to it, knee).
             ranked = full_phase_candidates(config, study.trials)
             if config.search.backend == "ray" and config.ray.address is not None:  # a cluster: tasks on workers
                 from search.backends.ray_tune import run_full_phase_on_ray
