@@ -488,7 +488,7 @@ def cmd_run(args: argparse.Namespace, started_at: float) -> int:
     except KeyboardInterrupt:
         print(f"search: interrupted; continue with: search run --resume --store {config.store.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print_result(result, progress, args)
+    print_result(result, args)
     return 0
 
 
@@ -726,7 +726,7 @@ def runs_page(database: Path, port: int) -> str:
     return f"{base}/#/experiments/{row[0]}/runs" if row else base
 
 
-def print_result(result: SearchResult, progress: object, args: argparse.Namespace) -> None:
+def print_result(result: SearchResult, args: argparse.Namespace) -> None:
     from rich.markup import escape
 
     from search.progress import console, full_table, pareto_table, results_table, slim_table
