@@ -26,7 +26,7 @@ from search.events import (
 )
 from search.pareto import pareto_front
 from search.results import SearchResult, SimplifyReport, SlimReport, TrialSummary
-from search.validate import SweepRow, ValidationResult, seeds_needed, target_is_noise
+from search.validate import RANK_MEANS, SweepRow, ValidationResult, seeds_needed, target_is_noise
 
 console = Console(highlight=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -298,7 +298,9 @@ def validation_table(result: ValidationResult) -> Table:
                   "over what one more full training reaches against the target; beyond width: rho with "
                   "the overall width (sum of log widths) held fixed; regret: best full accuracy minus that of the "
                   "scorer's top pick (regret@k: the best of its top k, as many as a search trains in full); cost: "
-                  "seconds per candidate, and as a share of one full training")
+                  "seconds per candidate, and as a share of one full training" + "".join(
+                      f"; {r.scorer}: the mean of the {' and '.join(RANK_MEANS[r.scorer])} ranks among these "
+                      "candidates (not a search scorer)" for r in result.reports if r.scorer in RANK_MEANS))
     top_k = max((r.top_k for r in result.reports), default=1)
     for column in ("scorer", "Spearman rho", "/ceiling", "beyond width", "tau", "regret", f"regret@{top_k}",
                    "s/candidate", "cost/full"):

@@ -425,12 +425,13 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
             log_candidate(tracker, parent_id, result, frozen, config.search.seed)
             if on_candidate is not None:
                 on_candidate(index, len(profiles), result)
+        results, names = with_rank_means(results, config.fidelity.scorers)
         reports = tuple(
             report_for(name, [c.scores[name] for c in results], [c.val_acc for c in results],
                        [c.cost_s[name] for c in results], [c.full_s for c in results],
                        config.fidelity.bootstrap, config.search.seed, config.search.top_k,
                        [c.widths for c in results])
-            for name in config.fidelity.scorers
+            for name in names
         )
         ceiling = seed_ceiling([c.replicas for c in results])
         reports = of_ceiling(reports, ceiling, seeds)
@@ -438,6 +439,25 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
     proxy = f"k={frozen}, {describe(config.proxy, data.x_train.shape[0])}"
     return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy,
                             describe_sample(config))
+
+
+# Scores that combine two scorers over the sample: the mean of their ranks among the candidates.
+# Only validate has them (a search scores its trials one at a time); they say on your data
+# whether the proxy and a free score together rank better than either (README, "Proxy fidelity").
+RANK_MEANS = {"rank_mean": ("proxy", "params")}
+
+
+def with_rank_means(results: list[CandidateResult], scorers: Sequence[str]) -> tuple[list[CandidateResult], list[str]]:
+    """``results`` with every rank mean whose scorers were all run added to their scores (its
+    cost: theirs together), and the scorer names to report (``scorers``, then those)."""
+    combined = [name for name, parts in RANK_MEANS.items() if all(part in scorers for part in parts)]
+    for name in combined:
+        parts = RANK_MEANS[name]
+        ranks = np.mean([scipy_stats.rankdata([c.scores[part] for c in results]) for part in parts], axis=0)
+        results = [replace(c, scores={**c.scores, name: float(rank)},
+                           cost_s={**c.cost_s, name: sum(c.cost_s[part] for part in parts)})
+                   for c, rank in zip(results, ranks, strict=True)]
+    return results, [*scorers, *combined]
 
 
 def describe_sample(config: Config) -> str:

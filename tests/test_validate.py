@@ -25,6 +25,7 @@ from search.validate import (
     sample_profiles,
     seed_ceiling,
     seeds_needed,
+    with_rank_means,
 )
 
 
@@ -93,6 +94,21 @@ def test_beyond_width_separates_knowing_the_shape_from_counting_width() -> None:
     assert np.isnan(report_for("x", size, accuracy, [0.0] * 40, [1.0] * 40, 50, 0).beyond_width)  # no widths given
 
 
+def test_a_rank_mean_is_the_mean_of_its_scorers_ranks_and_costs_both() -> None:
+    def candidate(proxy: float, params: float) -> CandidateResult:
+        return CandidateResult((4, 4), (0.5,), 1.0, 0, {"proxy": proxy, "params": params, "synflow": 0.0},
+                               {"proxy": 2.0, "params": 0.5, "synflow": 0.1})
+
+    results = [candidate(0.9, 10.0), candidate(0.5, 30.0), candidate(0.7, 20.0), candidate(0.7, 40.0)]
+    combined, names = with_rank_means(results, ["proxy", "params", "synflow"])
+    assert names == ["proxy", "params", "synflow", "rank_mean"]
+    # proxy ranks 4, 1, 2.5, 2.5 (ties share); params 1, 3, 2, 4
+    assert [c.scores["rank_mean"] for c in combined] == [2.5, 2.0, 2.25, 3.25]
+    assert all(c.cost_s["rank_mean"] == 2.5 for c in combined)
+    assert [c.scores["proxy"] for c in combined] == [0.9, 0.5, 0.7, 0.7]  # the scorers' own scores stay
+    assert with_rank_means(results, ["proxy", "synflow"]) == (results, ["proxy", "synflow"])
+
+
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_candidates() -> None:
     rng = np.random.default_rng(0)
 
@@ -128,7 +144,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     first = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "1"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     for field in ("Spearman rho", "tau", "beyond width", "regret", "regret@3", "s/candidate", "cost/full", "/ceiling",
-                  "proxy", "params", "synflow", "naswot", "grad_norm"):
+                  "proxy", "params", "synflow", "naswot", "grad_norm", "rank_mean"):
         assert field in first.stdout
     assert "seed ceiling: needs --full-seeds 2 or more" in first.stdout
     assert "0 of 4 full trainings (4 candidates x 1 seed) came from the cache" in first.stdout
@@ -137,7 +153,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
                  if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "FINISHED" and parent.data.tags["phase"] == "validate"
-    for scorer in ("proxy", "params", "synflow", "grad_norm"):
+    for scorer in ("proxy", "params", "synflow", "grad_norm", "rank_mean"):
         assert -1 <= parent.data.metrics[f"spearman_{scorer}"] <= 1
         assert parent.data.metrics[f"cost_s_{scorer}"] > 0
         assert 0 <= parent.data.metrics[f"regret_top_k_{scorer}"] <= parent.data.metrics[f"regret_{scorer}"]
@@ -181,6 +197,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     fourth = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "2", "--scorers", "params"],
                      cwd=tmp_path)
     assert "8 of 8 full trainings (4 candidates x 2 seeds) came from the cache" in fourth.stdout
+    assert "rank_mean" in third.stdout and "rank_mean" not in fourth.stdout  # needs both scorers
 
 
 @pytest.mark.slow
