@@ -34,6 +34,8 @@ DEVICES = ("auto", "cpu", "cuda")
 WIDEN_CHOICES = ("partial", "net2net", "none")
 DECAYS = ("cosine", "constant")
 SCORERS = ("proxy", "params", "synflow", "naswot", "grad_norm")  # search/scorers.py
+# validate's scores that combine two scorers over its sample: the mean of their ranks (not search scorers)
+RANK_MEANS = {"rank_mean": ("proxy", "params")}
 SAMPLES = ("spread", "equal-width")  # validate's profiles: search/validate.py
 BACKENDS = ("local", "ray")
 
@@ -536,6 +538,9 @@ def _validate_fidelity(fidelity: FidelityConfig) -> None:
     if not fidelity.scorers:
         raise ConfigError("scorers names no value")
     for name in fidelity.scorers:
+        if name in RANK_MEANS:
+            raise ConfigError(f"scorer {name!r} is not chosen: validate reports it whenever "
+                              f"{' and '.join(RANK_MEANS[name])} are both among the scorers")
         if name not in SCORERS:
             raise ConfigError(f"unknown scorer {name!r}; choose among {', '.join(SCORERS)}")
     _require_positive_int(fidelity.bootstrap, "bootstrap resamples")

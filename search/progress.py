@@ -14,6 +14,7 @@ from rich.table import Table
 
 from models import format_widths
 from search.analysis import Analysis
+from search.config import RANK_MEANS
 from search.events import (
     CandidateEnded,
     CandidateStarted,
@@ -26,7 +27,7 @@ from search.events import (
 )
 from search.pareto import pareto_front
 from search.results import SearchResult, SimplifyReport, SlimReport, TrialSummary
-from search.validate import RANK_MEANS, SweepRow, ValidationResult, seeds_needed, target_is_noise
+from search.validate import SweepRow, ValidationResult, seeds_needed, target_is_noise
 
 console = Console(highlight=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:

@@ -32,7 +32,7 @@ from scipy import stats as scipy_stats
 
 from models import format_widths
 from search import pictures
-from search.config import Config, SpaceConfig
+from search.config import RANK_MEANS, Config, SpaceConfig
 from search.data import TensorData
 from search.errors import ConfigError
 from search.progressive import train_full
@@ -441,15 +441,13 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
                             describe_sample(config))
 
 
-# Scores that combine two scorers over the sample: the mean of their ranks among the candidates.
-# Only validate has them (a search scores its trials one at a time); they say on your data
-# whether the proxy and a free score together rank better than either (README, "Proxy fidelity").
-RANK_MEANS = {"rank_mean": ("proxy", "params")}
-
-
 def with_rank_means(results: list[CandidateResult], scorers: Sequence[str]) -> tuple[list[CandidateResult], list[str]]:
-    """``results`` with every rank mean whose scorers were all run added to their scores (its
-    cost: theirs together), and the scorer names to report (``scorers``, then those)."""
+    """``results`` with every rank mean (``RANK_MEANS``) whose scorers were all run added to their
+    scores (its cost: theirs together), and the scorer names to report (``scorers``, then those).
+
+    Only validate has them (a search scores its trials one at a time); they say on your data
+    whether the proxy and a free score together rank better than either (README, "Proxy fidelity").
+    """
     combined = [name for name, parts in RANK_MEANS.items() if all(part in scorers for part in parts)]
     for name in combined:
         parts = RANK_MEANS[name]

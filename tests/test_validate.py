@@ -310,6 +310,7 @@ def test_the_frozen_sweep_covers_k_from_zero_to_every_layer(tmp_path: Path) -> N
         (["--frozen-sweep"], "--frozen-sweep needs --widths"),
         (["--widths", "8-16"], "--widths goes with --frozen-sweep"),
         (["--scorers", "proxy,magic"], "unknown scorer 'magic'"),
+        (["--scorers", "rank_mean"], "scorer 'rank_mean' is not chosen: validate reports it whenever proxy and params"),
         (["--candidates", "2"], "candidates 2 must be an integer >= 3"),
     ],
 )
