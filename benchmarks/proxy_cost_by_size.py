@@ -22,7 +22,7 @@ import torch
 from search.config import DataConfig, FullTrainConfig, ModelConfig, ProxyConfig
 from search.data import load
 from search.progressive import train_full
-from search.proxy import Candidate, score_candidate
+from search.proxy import Candidate, describe, score_candidate
 from search.session import resolve_device
 
 PROFILES = [(16, 16, 16, 16, 16), (8, 32, 64, 32, 16), (64, 64, 32, 32, 32)]
@@ -42,16 +42,16 @@ def main() -> None:
     device = resolve_device(args.device)
     model, proxy = ModelConfig(), ProxyConfig()
     full = FullTrainConfig(mode=args.mode, stages=args.stages, epochs_per_stage=args.epochs_per_stage)
-    print(f"{args.dataset}, proxy {proxy.epochs} epochs x {proxy.replicas} tops on {proxy.train_images:,} images, "
-          f"full {args.mode} {args.stages} x {args.epochs_per_stage} epochs; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {device}")
-    print(f"{'train/val':<13} {'widths':<18} {'proxy s':>8} {'full s':>8} {'ratio':>6} {'proxy acc':>9} "
-          f"{'full acc':>8}")
+    print(f"{args.dataset}, full {args.mode} {args.stages} x {args.epochs_per_stage} epochs; torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, {device}")
     for size in args.sizes.split(","):
         n_train, n_val = (int(n) for n in size.split("/"))
         settings = {"texture_train": n_train, "texture_val": n_val} if args.dataset == "textures" else {
             "synthetic_train": n_train, "synthetic_val": n_val}
         data = load(DataConfig(dataset=args.dataset, **settings)).to(device)  # type: ignore[arg-type]
+        print(f"{size}: proxy {describe(proxy, data.x_train.shape[0])}")
+        print(f"{'train/val':<13} {'widths':<18} {'proxy s':>8} {'full s':>8} {'ratio':>6} {'proxy acc':>9} "
+              f"{'full acc':>8}")
         total_proxy = total_full = 0.0
         for widths in PROFILES:
             start = time.perf_counter()
