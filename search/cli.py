@@ -164,6 +164,9 @@ def build_parser() -> Parser:
     group.add_argument("--full-seeds", type=int, metavar="N", help="full trainings per candidate with seeds "
                        "SEED..SEED+N-1 (default 2): the target is their mean, and the rho between seeds is the "
                        "noise ceiling")
+    group.add_argument("--proxy-seeds", type=int, metavar="N", help="score the proxy with seeds SEED..SEED+N-1 "
+                       "too (default 1; N times its cost): each seed's rho and how well two seeds agree, i.e. how "
+                       "much of a difference between proxy settings is the proxy's own noise")
     group.add_argument("--frozen-sweep", action="store_true", help="instead of the above: for --widths and "
                        "k = 0..L frozen layers, trained params, s/epoch with and without the cache, val_acc")
     group.add_argument("--widths", metavar="W-W-...", help="the profile of --frozen-sweep")
@@ -388,7 +391,7 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
                    "max_params": args.max_params, "max_macs": args.max_macs, "max_latency_ms": args.max_latency_ms,
                    "latency_batch": args.latency_batch, "slim": args.slim},
         "fidelity": {"candidates": args.candidates, "sample": args.sample, "bootstrap": args.bootstrap,
-                     "full_seeds": args.full_seeds,
+                     "full_seeds": args.full_seeds, "proxy_seeds": args.proxy_seeds,
                      "scorers": tuple(v.strip() for v in args.scorers.split(",") if v.strip())
                      if args.scorers is not None else None},
         "data": {
@@ -458,7 +461,8 @@ FLAG_NAMES = (
     "proxy_images", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
-    "warmup_epochs", "decay", "scorer", "candidates", "sample", "scorers", "bootstrap", "full_seeds", "backend",
+    "warmup_epochs", "decay", "scorer", "candidates", "sample", "scorers", "bootstrap", "full_seeds", "proxy_seeds",
+    "backend",
     "address", "cpus_per_trial", "gpus_per_trial", "gpus_per_full", "max_concurrent", "amp", "objective", "cost",
     "max_params", "max_macs", "max_latency_ms", "latency_batch", "slim", "fine_tune_epochs", "fine_tune_lr",
 )
@@ -536,7 +540,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         fail("--widths goes with --frozen-sweep; validate samples its candidates from the space")
     config = config_from_args(argparse.Namespace(**namespace))
     from models import format_widths
-    from search.progress import ceiling_line, console, frozen_sweep_table, validation_table
+    from search.progress import ceiling_line, console, frozen_sweep_table, proxy_seeds_line, validation_table
     from search.validate import CandidateResult, run_frozen_sweep, run_validation
 
     quiet_libraries()
@@ -568,6 +572,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     console.print(validation_table(result))
     console.print(ceiling_line(result))
+    if (line := proxy_seeds_line(result)) is not None:
+        console.print(line)
     cached, trainings = result.trainings
     seeds = f"{result.full_seeds} seed{'s' if result.full_seeds > 1 else ''}"
     console.print(f"{cached} of {trainings} full trainings ({len(result.candidates)} candidates x {seeds}) came "

@@ -224,6 +224,10 @@ class FidelityConfig:
     # Full trainings per candidate (seeds seed, seed+1, ...): the target is their mean, and the
     # rho between seeds is the noise ceiling every scorer is measured against.
     full_seeds: int = 2
+    # The proxy scored with this many seeds (seed, seed+1, ...: other random frozen layers and
+    # tops): how far its own noise moves its rho, and how well two of its seeds agree. The
+    # table's proxy row stays the first seed's, the score a search uses.
+    proxy_seeds: int = 1
 
 
 @dataclass(frozen=True)
@@ -545,6 +549,10 @@ def _validate_fidelity(fidelity: FidelityConfig) -> None:
             raise ConfigError(f"unknown scorer {name!r}; choose among {', '.join(SCORERS)}")
     _require_positive_int(fidelity.bootstrap, "bootstrap resamples")
     _require_positive_int(fidelity.full_seeds, "full seeds")
+    _require_positive_int(fidelity.proxy_seeds, "proxy seeds")
+    if fidelity.proxy_seeds > 1 and "proxy" not in fidelity.scorers:
+        raise ConfigError(f"proxy seeds {fidelity.proxy_seeds}: the proxy is not among the scorers "
+                          f"({', '.join(fidelity.scorers)})")
     if fidelity.sample not in SAMPLES:
         raise ConfigError(f"unknown sample {fidelity.sample!r}; choose among {', '.join(SAMPLES)}")
 

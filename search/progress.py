@@ -335,6 +335,24 @@ def ceiling_line(result: ValidationResult) -> str:
     return line
 
 
+def proxy_seeds_line(result: ValidationResult) -> str | None:
+    """Under validate's table with --proxy-seeds N: how far the proxy's own seed moves its rho."""
+    seeds = result.proxy_seeds
+    if seeds is None:
+        return None
+    rhos = [rho for rho in seeds.rhos if math.isfinite(rho)]
+    spread = f", spread {max(rhos) - min(rhos):.3f}" if len(rhos) > 1 else ""
+    return (f"the proxy with {len(seeds.rhos)} seeds (other random frozen layers and tops; the table's row is the "
+            f"first, the score a search uses): rho {' / '.join(_rho(r) for r in seeds.rhos)} against the target"
+            f"{spread}; two of its seeds agree at {_rho(seeds.agreement)}, and their mean ranks at "
+            f"{_rho(seeds.mean_rho)} ({len(seeds.rhos)}x the cost). Proxy settings whose rhos differ by less than "
+            "that spread are not told apart by one run each")
+
+
+def _rho(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "nan (a constant score)"
+
+
 def _number(value: float) -> str:
     return f"{value:.2f}" if math.isfinite(value) else "-"
 

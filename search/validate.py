@@ -275,6 +275,7 @@ class CandidateResult:
     cached_seeds: int  # how many of the replicas came from the cache (the rest trained now)
     scores: dict[str, float]
     cost_s: dict[str, float]
+    proxy_seeds: tuple[float, ...] = ()  # the proxy's score with seeds seed, seed+1, ... (--proxy-seeds > 1)
 
     @property
     def val_acc(self) -> float:
@@ -298,6 +299,7 @@ class ValidationResult:
     full_seeds: int = 1
     proxy: str = ""  # the proxy's settings, in words ("k=2, 4 epochs x 2 tops")
     sample: str = ""  # what the candidates have in common, in words ("" for a spread sample)
+    proxy_seeds: ProxySeeds | None = None  # with --proxy-seeds > 1
 
     @property
     def trainings(self) -> tuple[int, int]:
@@ -313,6 +315,29 @@ class ValidationResult:
     def replica_rho(self) -> float:
         """How well one more full training would rank like the target: the mark of "/ceiling"."""
         return replica_rho(self.ceiling, self.full_seeds)
+
+
+@dataclass(frozen=True)
+class ProxySeeds:
+    """The proxy scored with several seeds (other random frozen layers and tops)."""
+
+    rhos: tuple[float, ...]  # Spearman rho against the target per seed; the first is the table's
+    agreement: float  # mean Spearman rho between every two seeds' scores: the proxy's own ceiling
+    mean_rho: float  # the rho of the mean score over the seeds (that many times the cost)
+
+
+def proxy_seed_report(results: Sequence[CandidateResult]) -> ProxySeeds | None:
+    """How far the proxy's own seed moves its ranking (None unless it was scored with 2+ seeds).
+
+    Two proxy settings whose rhos differ by less than the spread of ``rhos`` are not told apart
+    by one run each (README, "Two more samples of one overall width").
+    """
+    if not results or len(results[0].proxy_seeds) < 2:
+        return None
+    accuracy = np.array([c.val_acc for c in results])
+    columns = np.array([c.proxy_seeds for c in results])  # candidates x seeds
+    rhos = tuple(_correlations(column, accuracy)[0] for column in columns.T)
+    return ProxySeeds(rhos, seed_ceiling(columns.tolist()), _correlations(columns.mean(axis=1), accuracy)[0])
 
 
 def seed_ceiling(replicas: Sequence[Sequence[float]]) -> float:
@@ -435,10 +460,11 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
         )
         ceiling = seed_ceiling([c.replicas for c in results])
         reports = of_ceiling(reports, ceiling, seeds)
-        log_reports(tracker, parent_id, results, reports, ceiling, seeds)
+        proxy_seeds = proxy_seed_report(results)
+        log_reports(tracker, parent_id, results, reports, ceiling, seeds, proxy_seeds)
     proxy = f"k={frozen}, {describe(config.proxy, data.x_train.shape[0])}"
     return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy,
-                            describe_sample(config))
+                            describe_sample(config), proxy_seeds)
 
 
 def with_rank_means(results: list[CandidateResult], scorers: Sequence[str]) -> tuple[list[CandidateResult], list[str]]:
@@ -490,7 +516,11 @@ def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, c
         start = time.perf_counter()
         scores[name] = SCORERS[name](candidate, data, settings)
         costs[name] = time.perf_counter() - start
-    return CandidateResult(widths, tuple(replicas), float(np.mean(seconds)), cached, scores, costs)
+    proxy_seeds: tuple[float, ...] = ()
+    if config.fidelity.proxy_seeds > 1:  # validated: the proxy is among the scorers
+        proxy_seeds = (scores["proxy"], *(SCORERS["proxy"](candidate, data, replace(settings, seed=settings.seed + j))
+                                          for j in range(1, config.fidelity.proxy_seeds)))
+    return CandidateResult(widths, tuple(replicas), float(np.mean(seconds)), cached, scores, costs, proxy_seeds)
 
 
 def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, frozen: int, seed: int) -> None:
@@ -500,7 +530,8 @@ def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, fro
                                        "full_seeds": len(result.replicas)},
                                tags={"phase": "validate", "full_training": "cache" if result.cached else "trained"})
     metrics = {"full_val_acc": result.val_acc, "full_time_s": result.full_s,
-               **{f"full_val_acc_seed{i}": acc for i, acc in enumerate(result.replicas)}}
+               **{f"full_val_acc_seed{i}": acc for i, acc in enumerate(result.replicas)},
+               **{f"score_proxy_seed{i}": score for i, score in enumerate(result.proxy_seeds)}}
     for name in result.scores:
         if math.isfinite(result.scores[name]):
             metrics[f"score_{name}"] = result.scores[name]
@@ -510,9 +541,13 @@ def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, fro
 
 
 def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult],
-                reports: tuple[ScorerReport, ...], ceiling: float, seeds: int) -> None:
+                reports: tuple[ScorerReport, ...], ceiling: float, seeds: int,
+                proxy_seeds: ProxySeeds | None = None) -> None:
     metrics: dict[str, float] = {"seed_ceiling": ceiling, "target_reliability": mean_reliability(ceiling, seeds),
                                  "replica_rho": replica_rho(ceiling, seeds)}
+    if proxy_seeds is not None:
+        metrics.update({"proxy_seed_agreement": proxy_seeds.agreement, "spearman_proxy_seed_mean": proxy_seeds.mean_rho,
+                        **{f"spearman_proxy_seed{i}": rho for i, rho in enumerate(proxy_seeds.rhos)}})
     for r in reports:
         metrics.update({f"spearman_{r.scorer}": r.spearman, f"kendall_{r.scorer}": r.kendall,
                         f"regret_{r.scorer}": r.regret, f"regret_top_k_{r.scorer}": r.regret_top_k,
@@ -522,7 +557,8 @@ def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult]
     tracker.log_metrics(parent_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
     rows = [{"widths": format_widths(c.widths), "full_val_acc": c.val_acc, "full_time_s": c.full_s,
              **{f"full_val_acc_seed{i}": acc for i, acc in enumerate(c.replicas)},
-             **{f"score_{k}": v for k, v in c.scores.items()}, **{f"cost_s_{k}": v for k, v in c.cost_s.items()}}
+             **{f"score_{k}": v for k, v in c.scores.items()}, **{f"cost_s_{k}": v for k, v in c.cost_s.items()},
+             **{f"score_proxy_seed{i}": v for i, v in enumerate(c.proxy_seeds)}}
             for c in results]
     tracker.log_table(parent_id, rows, "candidates.csv")
     tracker.log_json(parent_id, [dataclasses.asdict(r) for r in reports], "scorers.json")

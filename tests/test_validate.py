@@ -8,7 +8,7 @@ import scipy.stats
 
 from conftest import run_cli
 from search.config import Config, ConfigError, FidelityConfig, FullTrainConfig, SpaceConfig
-from search.progress import ceiling_line
+from search.progress import ceiling_line, proxy_seeds_line
 from search.tracking import Tracker
 from search.validate import (
     CandidateResult,
@@ -19,6 +19,7 @@ from search.validate import (
     middle_width,
     of_ceiling,
     overall_width,
+    proxy_seed_report,
     recipe_key,
     replica_rho,
     report_for,
@@ -107,6 +108,24 @@ def test_a_rank_mean_is_the_mean_of_its_scorers_ranks_and_costs_both() -> None:
     assert all(c.cost_s["rank_mean"] == 2.5 for c in combined)
     assert [c.scores["proxy"] for c in combined] == [0.9, 0.5, 0.7, 0.7]  # the scorers' own scores stay
     assert with_rank_means(results, ["proxy", "synflow"]) == (results, ["proxy", "synflow"])
+
+
+def test_the_proxy_seed_report_gives_each_seeds_rho_their_agreement_and_their_means_rho() -> None:
+    def candidate(accuracy: float, *proxy: float) -> CandidateResult:
+        return CandidateResult((4, 4), (accuracy,), 1.0, 0, {"proxy": proxy[0]}, {"proxy": 1.0}, proxy)
+
+    results = [candidate(0.1, 1, 2), candidate(0.2, 2, 1), candidate(0.3, 3, 3), candidate(0.4, 4, 4)]
+    report = proxy_seed_report(results)
+    assert report is not None
+    assert report.rhos == pytest.approx((1.0, 0.8)) and report.agreement == pytest.approx(0.8)
+    # the mean scores 1.5, 1.5, 3, 4 rank with a tie: 4.5 / sqrt(4.5 * 5)
+    assert report.mean_rho == pytest.approx(4.5 / np.sqrt(4.5 * 5))
+    line = proxy_seeds_line(ValidationResult(tuple(results), (), "run", 1, "recipe", 0.5, 1, proxy_seeds=report))
+    assert line is not None and "the proxy with 2 seeds" in line and "rho 1.000 / 0.800 against the target" in line
+    assert "spread 0.200" in line and "agree at 0.800" in line and "mean ranks at 0.949 (2x the cost)" in line
+    single = [candidate(0.1, 1), candidate(0.2, 2), candidate(0.3, 3)]
+    assert proxy_seed_report(single) is None
+    assert proxy_seeds_line(ValidationResult(tuple(single), (), "run", 1, "recipe", 0.5)) is None
 
 
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_candidates() -> None:
@@ -204,15 +223,22 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
 def test_validate_on_an_equal_width_sample_says_so_and_records_it(tmp_path: Path) -> None:
     # 2 layers of 4..16 step 4: 4-16, 16-4, 8-8, 4-12 and 12-4 lie within 0.5 of the middle (log2 sum 6).
     args = ["validate", *TINY, "--sample", "equal-width", "--full-seeds", "1", "--scorers", "params,proxy"]
-    result = run_cli([*args, "--candidates", "4"], cwd=tmp_path)
+    result = run_cli([*args, "--candidates", "4", "--proxy-seeds", "2"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "on 4 equal-width profiles of synthetic" in result.stdout and "of one overall width" in result.stdout
+    assert "the proxy with 2 seeds" in " ".join(result.stdout.split())
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
                  if "mlflow.parentRunId" not in r.data.tags]
     assert parent.data.params["fidelity.sample"] == "equal-width"
-    widths = {c.data.params["widths"] for c in tracker.children(parent.info.run_id)}
+    children = tracker.children(parent.info.run_id)
+    widths = {c.data.params["widths"] for c in children}
     assert len(widths) == 4 and widths <= {"4-16", "16-4", "8-8", "4-12", "12-4"}
+    # --proxy-seeds 2: the first seed is the table's proxy, the second another draw; both on every run
+    assert all(c.data.metrics["score_proxy_seed0"] == c.data.metrics["score_proxy"] for c in children)
+    assert all(0 <= c.data.metrics["score_proxy_seed1"] <= 1 for c in children)
+    assert {"spearman_proxy_seed0", "spearman_proxy_seed1"} <= set(parent.data.metrics) or any(
+        len({c.data.metrics[f"score_proxy_seed{i}"] for c in children}) == 1 for i in (0, 1))  # a constant: nan
 
     too_many = run_cli([*args, "--candidates", "6", "--store", "other"], cwd=tmp_path)
     assert too_many.returncode == 2 and "Traceback" not in too_many.stderr
@@ -312,6 +338,8 @@ def test_the_frozen_sweep_covers_k_from_zero_to_every_layer(tmp_path: Path) -> N
         (["--scorers", "proxy,magic"], "unknown scorer 'magic'"),
         (["--scorers", "rank_mean"], "scorer 'rank_mean' is not chosen: validate reports it whenever proxy and params"),
         (["--candidates", "2"], "candidates 2 must be an integer >= 3"),
+        (["--proxy-seeds", "2", "--scorers", "params"], "proxy seeds 2: the proxy is not among the scorers (params)"),
+        (["--proxy-seeds", "0"], "proxy seeds 0 is not a positive integer"),
     ],
 )
 def test_validate_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
