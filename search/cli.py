@@ -574,6 +574,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     console.print(ceiling_line(result))
     if (line := proxy_seeds_line(result)) is not None:
         console.print(line)
+    if result.timing:
+        console.print(result.timing)
     cached, trainings = result.trainings
     seeds = f"{result.full_seeds} seed{'s' if result.full_seeds > 1 else ''}"
     console.print(f"{cached} of {trainings} full trainings ({len(result.candidates)} candidates x {seeds}) came "

@@ -276,6 +276,7 @@ class CandidateResult:
     scores: dict[str, float]
     cost_s: dict[str, float]
     proxy_seeds: tuple[float, ...] = ()  # the proxy's score with seeds seed, seed+1, ... (--proxy-seeds > 1)
+    full_devices: tuple[str, ...] = ()  # where each replica was trained and timed ("": its cache entry does not say)
 
     @property
     def val_acc(self) -> float:
@@ -300,6 +301,7 @@ class ValidationResult:
     proxy: str = ""  # the proxy's settings, in words ("k=2, 4 epochs x 2 tops")
     sample: str = ""  # what the candidates have in common, in words ("" for a spread sample)
     proxy_seeds: ProxySeeds | None = None  # with --proxy-seeds > 1
+    timing: str = ""  # said when the full trainings were timed on another device than the scorers ran on
 
     @property
     def trainings(self) -> tuple[int, int]:
@@ -464,7 +466,18 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
         log_reports(tracker, parent_id, results, reports, ceiling, seeds, proxy_seeds)
     proxy = f"k={frozen}, {describe(config.proxy, data.x_train.shape[0])}"
     return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy,
-                            describe_sample(config), proxy_seeds)
+                            describe_sample(config), proxy_seeds, timing_note(results, data.x_train.device.type))
+
+
+def timing_note(results: Sequence[CandidateResult], scorers_device: str) -> str:
+    """What the cost/full column compares, when the full trainings (from the cache) were timed
+    on another device than the scorers ran on ("" when all ran on ``scorers_device``)."""
+    devices = {device for c in results for device in c.full_devices if device}  # "": a cache entry that does not say
+    if devices <= {scorers_device}:
+        return ""
+    return (f"cost/full divides the scorers' seconds on {scorers_device} by full trainings timed on "
+            f"{' and '.join(sorted(devices))} (from the cache): train one candidate again on {scorers_device} to "
+            "compare like with like")
 
 
 def with_rank_means(results: list[CandidateResult], scorers: Sequence[str]) -> tuple[list[CandidateResult], list[str]]:
@@ -499,6 +512,7 @@ def training_seeds(config: Config) -> list[int]:
 def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, config: Config,
                        settings: ScorerSettings, cache: FullTrainingCache) -> CandidateResult:
     replicas, seconds, cached = [], [], 0
+    devices: list[str] = []
     for seed in training_seeds(config):  # each replica cached on its own: adding seeds reuses the first
         key = recipe_key(config, widths, seed)
         entry = cache.get(key)
@@ -506,10 +520,11 @@ def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, c
         if entry is None:
             result, _ = train_full(widths, data, config.model, config.full, seed)
             entry = {"widths": format_widths(widths), "seed": seed, "val_acc": result.val_acc,
-                     "seconds": result.seconds}
+                     "seconds": result.seconds, "device": data.x_train.device.type}
             cache.put(key, entry)
         replicas.append(float(entry["val_acc"]))
         seconds.append(float(entry["seconds"]))
+        devices.append(str(entry.get("device", "")))
     candidate = Candidate(widths, frozen)
     scores, costs = {}, {}
     for name in config.fidelity.scorers:
@@ -520,7 +535,8 @@ def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, c
     if config.fidelity.proxy_seeds > 1:  # validated: the proxy is among the scorers
         proxy_seeds = (scores["proxy"], *(SCORERS["proxy"](candidate, data, replace(settings, seed=settings.seed + j))
                                           for j in range(1, config.fidelity.proxy_seeds)))
-    return CandidateResult(widths, tuple(replicas), float(np.mean(seconds)), cached, scores, costs, proxy_seeds)
+    return CandidateResult(widths, tuple(replicas), float(np.mean(seconds)), cached, scores, costs, proxy_seeds,
+                           tuple(devices))
 
 
 def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, frozen: int, seed: int) -> None:

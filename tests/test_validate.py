@@ -1,5 +1,6 @@
 """search validate: sampling, statistics, the full-training cache, and the command end to end."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from search.config import Config, ConfigError, FidelityConfig, FullTrainConfig, 
 from search.progress import ceiling_line, proxy_seeds_line
 from search.tracking import Tracker
 from search.validate import (
+    CACHE_FILE,
     CandidateResult,
     FullTrainingCache,
     ValidationResult,
@@ -217,6 +219,23 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
                      cwd=tmp_path)
     assert "8 of 8 full trainings (4 candidates x 2 seeds) came from the cache" in fourth.stdout
     assert "rank_mean" in third.stdout and "rank_mean" not in fourth.stdout  # needs both scorers
+
+
+def test_full_trainings_timed_on_another_device_are_said_to_be(tmp_path: Path) -> None:
+    args = ["validate", *TINY, "--candidates", "3", "--full-seeds", "1", "--scorers", "params"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "cost/full divides" not in first.stdout  # trained and scored on the CPU
+    cache_file = tmp_path / "runs" / CACHE_FILE
+    entries = json.loads(cache_file.read_text())
+    assert {entry["device"] for entry in entries.values()} == {"cpu"}
+    # the same cache, as if its full trainings had run on a GPU (the README's ground truths did)
+    cache_file.write_text(json.dumps({key: {**entry, "device": "cuda"} for key, entry in entries.items()}))
+    second = run_cli(args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "3 of 3 full trainings" in second.stdout
+    assert ("cost/full divides the scorers' seconds on cpu by full trainings timed on cuda (from the cache)"
+            in " ".join(second.stdout.split()))
 
 
 @pytest.mark.slow
