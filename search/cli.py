@@ -540,7 +540,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         fail("--widths goes with --frozen-sweep; validate samples its candidates from the space")
     config = config_from_args(argparse.Namespace(**namespace))
     from models import format_widths
-    from search.progress import ceiling_line, console, frozen_sweep_table, proxy_seeds_line, validation_table
+    from search.progress import (
+        ceiling_line,
+        console,
+        frozen_sweep_table,
+        proxy_seeds_line,
+        timing_line,
+        validation_table,
+    )
     from search.validate import CandidateResult, run_frozen_sweep, run_validation
 
     quiet_libraries()
@@ -572,10 +579,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     console.print(validation_table(result))
     console.print(ceiling_line(result))
-    if (line := proxy_seeds_line(result)) is not None:
-        console.print(line)
-    if result.timing:
-        console.print(result.timing)
+    for line in (proxy_seeds_line(result), timing_line(result)):
+        if line is not None:
+            console.print(line)
     cached, trainings = result.trainings
     seeds = f"{result.full_seeds} seed{'s' if result.full_seeds > 1 else ''}"
     console.print(f"{cached} of {trainings} full trainings ({len(result.candidates)} candidates x {seeds}) came "

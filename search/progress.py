@@ -349,6 +349,17 @@ def proxy_seeds_line(result: ValidationResult) -> str | None:
             "that spread are not told apart by one run each")
 
 
+def timing_line(result: ValidationResult) -> str | None:
+    """Under validate's table when cost/full divides by full trainings timed (from the cache) on
+    another device than the scorers ran on (None when every recorded one ran there too)."""
+    devices = {d for c in result.candidates for d in c.full_devices if d}  # "": a cache entry that does not say
+    if devices <= {result.device}:
+        return None
+    return (f"cost/full divides the scorers' seconds on {result.device} by full trainings timed on "
+            f"{' and '.join(sorted(devices))} (from the cache): train one candidate again on {result.device} to "
+            "compare like with like")
+
+
 def _rho(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "nan (a constant score)"
 

@@ -301,7 +301,7 @@ class ValidationResult:
     proxy: str = ""  # the proxy's settings, in words ("k=2, 4 epochs x 2 tops")
     sample: str = ""  # what the candidates have in common, in words ("" for a spread sample)
     proxy_seeds: ProxySeeds | None = None  # with --proxy-seeds > 1
-    timing: str = ""  # said when the full trainings were timed on another device than the scorers ran on
+    device: str = ""  # where the scorers ran (the candidates' full_devices say where the full trainings did)
 
     @property
     def trainings(self) -> tuple[int, int]:
@@ -466,18 +466,7 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
         log_reports(tracker, parent_id, results, reports, ceiling, seeds, proxy_seeds)
     proxy = f"k={frozen}, {describe(config.proxy, data.x_train.shape[0])}"
     return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy,
-                            describe_sample(config), proxy_seeds, timing_note(results, data.x_train.device.type))
-
-
-def timing_note(results: Sequence[CandidateResult], scorers_device: str) -> str:
-    """What the cost/full column compares, when the full trainings (from the cache) were timed
-    on another device than the scorers ran on ("" when all ran on ``scorers_device``)."""
-    devices = {device for c in results for device in c.full_devices if device}  # "": a cache entry that does not say
-    if devices <= {scorers_device}:
-        return ""
-    return (f"cost/full divides the scorers' seconds on {scorers_device} by full trainings timed on "
-            f"{' and '.join(sorted(devices))} (from the cache): train one candidate again on {scorers_device} to "
-            "compare like with like")
+                            describe_sample(config), proxy_seeds, data.x_train.device.type)
 
 
 def with_rank_means(results: list[CandidateResult], scorers: Sequence[str]) -> tuple[list[CandidateResult], list[str]]:
