@@ -528,15 +528,19 @@ def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, c
                            tuple(devices))
 
 
+def per_seed(result: CandidateResult) -> dict[str, float]:
+    """A candidate's values per seed, as logged: each full training's accuracy and each proxy seed's score."""
+    return {**{f"full_val_acc_seed{i}": acc for i, acc in enumerate(result.replicas)},
+            **{f"score_proxy_seed{i}": score for i, score in enumerate(result.proxy_seeds)}}
+
+
 def log_candidate(tracker: Tracker, parent_id: str, result: CandidateResult, frozen: int, seed: int) -> None:
     label = format_widths(result.widths)
     run_id = tracker.start_run(f"candidate-{label}", parent_id=parent_id,
                                params={"widths": label, "frozen_layers": frozen, "seed": seed,
                                        "full_seeds": len(result.replicas)},
                                tags={"phase": "validate", "full_training": "cache" if result.cached else "trained"})
-    metrics = {"full_val_acc": result.val_acc, "full_time_s": result.full_s,
-               **{f"full_val_acc_seed{i}": acc for i, acc in enumerate(result.replicas)},
-               **{f"score_proxy_seed{i}": score for i, score in enumerate(result.proxy_seeds)}}
+    metrics = {"full_val_acc": result.val_acc, "full_time_s": result.full_s, **per_seed(result)}
     for name in result.scores:
         if math.isfinite(result.scores[name]):
             metrics[f"score_{name}"] = result.scores[name]
@@ -560,10 +564,8 @@ def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult]
                         f"cost_ratio_{r.scorer}": r.cost_ratio, f"of_ceiling_{r.scorer}": r.of_ceiling,
                         f"beyond_width_{r.scorer}": r.beyond_width})
     tracker.log_metrics(parent_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
-    rows = [{"widths": format_widths(c.widths), "full_val_acc": c.val_acc, "full_time_s": c.full_s,
-             **{f"full_val_acc_seed{i}": acc for i, acc in enumerate(c.replicas)},
-             **{f"score_{k}": v for k, v in c.scores.items()}, **{f"cost_s_{k}": v for k, v in c.cost_s.items()},
-             **{f"score_proxy_seed{i}": v for i, v in enumerate(c.proxy_seeds)}}
+    rows = [{"widths": format_widths(c.widths), "full_val_acc": c.val_acc, "full_time_s": c.full_s, **per_seed(c),
+             **{f"score_{k}": v for k, v in c.scores.items()}, **{f"cost_s_{k}": v for k, v in c.cost_s.items()}}
             for c in results]
     tracker.log_table(parent_id, rows, "candidates.csv")
     tracker.log_json(parent_id, [dataclasses.asdict(r) for r in reports], "scorers.json")
