@@ -228,6 +228,9 @@ class FidelityConfig:
     # tops): how far its own noise moves its rho, and how well two of its seeds agree. The
     # table's proxy row stays the first seed's, the score a search uses.
     proxy_seeds: int = 1
+    # Full trainings at a time, in worker processes (search/workers.py): on a GPU one small
+    # training keeps a few per cent of it busy. Their seconds are then timed N at a time.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -550,6 +553,7 @@ def _validate_fidelity(fidelity: FidelityConfig) -> None:
     _require_positive_int(fidelity.bootstrap, "bootstrap resamples")
     _require_positive_int(fidelity.full_seeds, "full seeds")
     _require_positive_int(fidelity.proxy_seeds, "proxy seeds")
+    _require_positive_int(fidelity.workers, "workers")
     if fidelity.proxy_seeds > 1 and "proxy" not in fidelity.scorers:
         raise ConfigError(f"proxy seeds {fidelity.proxy_seeds}: the proxy is not among the scorers "
                           f"({', '.join(fidelity.scorers)})")

@@ -350,14 +350,21 @@ def proxy_seeds_line(result: ValidationResult) -> str | None:
 
 
 def timing_line(result: ValidationResult) -> str | None:
-    """Under validate's table when cost/full divides by full trainings timed (from the cache) on
-    another device than the scorers ran on (None when every recorded one ran there too)."""
+    """Under validate's table when cost/full divides by full trainings timed unlike the scorers:
+    on another device (from the cache), or several at a time (``--workers``), each then slower
+    than alone. None when every recorded one was timed alone where the scorers ran."""
     devices = {d for c in result.candidates for d in c.full_devices if d}  # "": a cache entry that does not say
-    if devices <= {result.device}:
+    at_once = max((w for c in result.candidates for w in c.full_workers), default=1)
+    if devices <= {result.device} and at_once == 1:
         return None
-    return (f"cost/full divides the scorers' seconds on {result.device} by full trainings timed on "
-            f"{' and '.join(sorted(devices))} (from the cache): train one candidate again on {result.device} to "
-            "compare like with like")
+    parts = []
+    if not devices <= {result.device}:
+        parts.append(f"timed on {' and '.join(sorted(devices))} (from the cache)")
+    if at_once > 1:
+        parts.append(f"timed up to {at_once} at a time (--workers), each slower than alone, which understates "
+                     "the scorers' share")
+    return (f"cost/full divides the scorers' seconds on {result.device} by full trainings {'; '.join(parts)}: "
+            f"train one candidate again alone on {result.device} to compare like with like")
 
 
 def _rho(value: float) -> str:

@@ -35,11 +35,11 @@ from search import pictures
 from search.config import RANK_MEANS, Config, SpaceConfig
 from search.data import TensorData
 from search.errors import ConfigError
-from search.progressive import train_full
 from search.proxy import Candidate, describe, score_candidate
 from search.scorers import SCORERS, ScorerSettings
 from search.session import load_data, open_store
 from search.tracking import Tracker
+from search.workers import FullJob, train_many
 
 CACHE_FILE = "full_training_cache.json"
 
@@ -277,6 +277,7 @@ class CandidateResult:
     cost_s: dict[str, float]
     proxy_seeds: tuple[float, ...] = ()  # the proxy's score with seeds seed, seed+1, ... (--proxy-seeds > 1)
     full_devices: tuple[str, ...] = ()  # where each replica was trained and timed ("": its cache entry does not say)
+    full_workers: tuple[int, ...] = ()  # trainings running at once while each replica was timed (validate --workers)
 
     @property
     def val_acc(self) -> float:
@@ -426,10 +427,13 @@ def seeds_needed(rho: float, target: float = 0.9) -> int | None:
 
 
 CandidateHandler = Callable[[int, int, CandidateResult], None]
+TrainingHandler = Callable[[int, int, dict[str, Any]], None]  # (trainings done, to do, the cache entry)
 
 
-def run_validation(config: Config, on_candidate: CandidateHandler | None = None) -> ValidationResult:
-    """Sample, train fully (or take from the cache), score, correlate, log to MLflow."""
+def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
+                   on_training: TrainingHandler | None = None) -> ValidationResult:
+    """Sample, train fully what the cache lacks (``fidelity.workers`` at a time), score,
+    correlate, log to MLflow."""
     profiles = sample_profiles(config.space, config.fidelity.candidates, config.search.seed, config.fidelity.sample)
     data = load_data(config)
     tracker = open_store(config.store)
@@ -446,8 +450,9 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None)
     )
     results: list[CandidateResult] = []
     with tracker.ending(parent_id):
+        trained = train_missing(profiles, data, config, cache, on_training)
         for index, widths in enumerate(profiles):
-            result = validate_candidate(widths, frozen, data, config, settings, cache)
+            result = validate_candidate(widths, frozen, data, config, settings, cache, trained)
             results.append(result)
             log_candidate(tracker, parent_id, result, frozen, config.search.seed)
             if on_candidate is not None:
@@ -498,22 +503,44 @@ def training_seeds(config: Config) -> list[int]:
     return [config.search.seed + replica for replica in range(config.fidelity.full_seeds)]
 
 
+def train_missing(profiles: Sequence[tuple[int, ...]], data: TensorData, config: Config, cache: FullTrainingCache,
+                  on_training: TrainingHandler | None = None) -> set[str]:
+    """Train every full training of ``profiles`` (each of ``training_seeds``) that ``cache``
+    lacks, ``config.fidelity.workers`` at a time, and cache each as it ends, so an interrupted
+    run keeps what finished. Returns the keys trained now."""
+    jobs: dict[str, FullJob] = {}
+    for widths in profiles:
+        for seed in training_seeds(config):  # each replica cached on its own: adding seeds reuses the first
+            key = recipe_key(config, widths, seed)
+            if cache.get(key) is None:
+                jobs[key] = FullJob(tuple(widths), seed)
+    keys = {job: key for key, job in jobs.items()}
+    for done, (job, outcome) in enumerate(
+            train_many(list(jobs.values()), data, config.model, config.full, config.fidelity.workers), 1):
+        entry = {"widths": format_widths(job.widths), "seed": job.seed, "val_acc": outcome.val_acc,
+                 "seconds": outcome.seconds, "device": outcome.device, "workers": outcome.workers}
+        cache.put(keys[job], entry)
+        if on_training is not None:
+            on_training(done, len(jobs), entry)
+    return set(jobs)
+
+
 def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, config: Config,
-                       settings: ScorerSettings, cache: FullTrainingCache) -> CandidateResult:
-    replicas, seconds, cached = [], [], 0
-    devices: list[str] = []
-    for seed in training_seeds(config):  # each replica cached on its own: adding seeds reuses the first
+                       settings: ScorerSettings, cache: FullTrainingCache, trained: set[str]) -> CandidateResult:
+    """Score ``widths`` with every scorer against its full trainings, all in ``cache`` (those
+    whose keys are in ``trained`` were trained by this run)."""
+    replicas, seconds, devices, workers = [], [], [], []
+    cached = 0
+    for seed in training_seeds(config):
         key = recipe_key(config, widths, seed)
         entry = cache.get(key)
-        cached += entry is not None
         if entry is None:
-            result, _ = train_full(widths, data, config.model, config.full, seed)
-            entry = {"widths": format_widths(widths), "seed": seed, "val_acc": result.val_acc,
-                     "seconds": result.seconds, "device": data.x_train.device.type}
-            cache.put(key, entry)
+            raise RuntimeError(f"no full training of {format_widths(widths)} with seed {seed} in the cache")
+        cached += key not in trained
         replicas.append(float(entry["val_acc"]))
         seconds.append(float(entry["seconds"]))
         devices.append(str(entry.get("device", "")))
+        workers.append(int(entry.get("workers", 1)))
     candidate = Candidate(widths, frozen)
     scores, costs = {}, {}
     for name in config.fidelity.scorers:
@@ -525,7 +552,7 @@ def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, c
         proxy_seeds = (scores["proxy"], *(SCORERS["proxy"](candidate, data, replace(settings, seed=settings.seed + j))
                                           for j in range(1, config.fidelity.proxy_seeds)))
     return CandidateResult(widths, tuple(replicas), float(np.mean(seconds)), cached, scores, costs, proxy_seeds,
-                           tuple(devices))
+                           tuple(devices), tuple(workers))
 
 
 def per_seed(result: CandidateResult) -> dict[str, float]:
@@ -564,6 +591,10 @@ def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult]
                         f"cost_ratio_{r.scorer}": r.cost_ratio, f"of_ceiling_{r.scorer}": r.of_ceiling,
                         f"beyond_width_{r.scorer}": r.beyond_width})
     tracker.log_metrics(parent_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
+    # how the full trainings behind cost/full were timed ("" devices: cache entries that do not say)
+    tracker.set_tags(parent_id, {
+        "full_devices": ",".join(sorted({d for c in results for d in c.full_devices if d})) or "unrecorded",
+        "full_workers": max((w for c in results for w in c.full_workers), default=1)})
     rows = [{"widths": format_widths(c.widths), "full_val_acc": c.val_acc, "full_time_s": c.full_s, **per_seed(c),
              **{f"score_{k}": v for k, v in c.scores.items()}, **{f"cost_s_{k}": v for k, v in c.cost_s.items()}}
             for c in results]

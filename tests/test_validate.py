@@ -1,13 +1,18 @@
 """search validate: sampling, statistics, the full-training cache, and the command end to end."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from search.config import Config, ConfigError, FidelityConfig, FullTrainConfig, SpaceConfig
 from search.progress import ceiling_line, proxy_seeds_line
 from search.tracking import Tracker
@@ -239,6 +244,84 @@ def test_full_trainings_timed_on_another_device_are_said_to_be(tmp_path: Path) -
 
 
 @pytest.mark.slow
+def test_validate_with_workers_caches_every_training_and_says_how_they_were_timed(tmp_path: Path) -> None:
+    args = ["validate", *TINY, "--candidates", "3", "--full-seeds", "2", "--scorers", "params"]
+    first = run_cli([*args, "--workers", "2"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "2 seed(s) each, 2 at a time" in first.stdout
+    assert all(f"full training   {done}/6" in first.stdout for done in range(1, 7))
+    assert "0 of 6 full trainings (3 candidates x 2 seeds) came from the cache" in first.stdout
+    entries = json.loads((tmp_path / "runs" / CACHE_FILE).read_text())
+    assert len(entries) == 6 and {(e["workers"], e["device"]) for e in entries.values()} == {(2, "cpu")}
+    accuracies: dict[str, dict[int, float]] = {}
+    for entry in entries.values():
+        accuracies.setdefault(entry["widths"], {})[entry["seed"]] = entry["val_acc"]
+    assert len(accuracies) == 3 and all(set(seeds) == {0, 1} for seeds in accuracies.values())
+    assert ("cost/full divides the scorers' seconds on cpu by full trainings timed up to 2 at a time (--workers), "
+            "each slower than alone" in " ".join(first.stdout.split()))
+    tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
+                 if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.tags["full_workers"] == "2" and parent.data.tags["full_devices"] == "cpu"
+    children = tracker.children(parent.info.run_id)  # each candidate's target: the mean of its workers' trainings
+    assert {c.data.params["widths"]: c.data.metrics["full_val_acc"] for c in children} == pytest.approx(
+        {widths: (seeds[0] + seeds[1]) / 2 for widths, seeds in accuracies.items()})
+
+    second = run_cli(args, cwd=tmp_path)  # one at a time now: everything comes from the cache, timed as it was
+    assert second.returncode == 0, second.stderr
+    assert "6 of 6 full trainings" in second.stdout and "full training   1/" not in second.stdout
+    assert "timed up to 2 at a time" in " ".join(second.stdout.split())
+
+
+@pytest.mark.slow
+def test_interrupting_validate_keeps_finished_trainings_and_stops_its_workers(tmp_path: Path) -> None:
+    # Trainings of ~1 s (3,000 images) so the interrupt lands while some are still to do.
+    (tmp_path / "slow.toml").write_text("[data]\nsynthetic_train = 3000\nsynthetic_val = 300\n")
+    command = [sys.executable, "-m", "search.cli", "validate", "--config", "slow.toml", *TINY, "--candidates", "6",
+               "--full-seeds", "2", "--scorers", "params", "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    cache_file = tmp_path / "runs" / CACHE_FILE
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not cache_file.is_file():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no full training finished in 120 s"
+            time.sleep(0.05)
+        workers = children_of(process.pid)
+        os.kill(process.pid, signal.SIGINT)  # what Ctrl-C sends (the workers ignore theirs)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()  # the process this test started
+            process.wait()
+    assert process.returncode == 130, err
+    assert "interrupted; finished full trainings are cached in the store" in err and "Traceback" not in err
+    kept = json.loads(cache_file.read_text())
+    assert 1 <= len(kept) < 12 and {e["workers"] for e in kept.values()} == {2}
+    assert len(workers) >= 2
+    time.sleep(1)
+    assert not [pid for pid in workers if alive(pid)], "a worker outlived the interrupted run"
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.slow
 def test_validate_on_an_equal_width_sample_says_so_and_records_it(tmp_path: Path) -> None:
     # 2 layers of 4..16 step 4: 4-16, 16-4, 8-8, 4-12 and 12-4 lie within 0.5 of the middle (log2 sum 6).
     args = ["validate", *TINY, "--sample", "equal-width", "--full-seeds", "1", "--scorers", "params,proxy"]
@@ -359,6 +442,8 @@ def test_the_frozen_sweep_covers_k_from_zero_to_every_layer(tmp_path: Path) -> N
         (["--candidates", "2"], "candidates 2 must be an integer >= 3"),
         (["--proxy-seeds", "2", "--scorers", "params"], "proxy seeds 2: the proxy is not among the scorers (params)"),
         (["--proxy-seeds", "0"], "proxy seeds 0 is not a positive integer"),
+        (["--workers", "0"], "workers 0 is not a positive integer"),
+        (["--frozen-sweep", "--widths", "8-16", "--workers", "2"], "--workers goes with validate's full trainings"),
     ],
 )
 def test_validate_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
