@@ -168,9 +168,9 @@ def build_parser() -> Parser:
                        "too (default 1; N times its cost): each seed's rho and how well two seeds agree, i.e. how "
                        "much of a difference between proxy settings is the proxy's own noise")
     group.add_argument("--workers", type=int, metavar="N", help="full trainings N at a time, in worker processes "
-                       "sharing the data (default 1). On a GPU one training keeps a few percent of it busy: N near "
-                       "the CPU cores trains the target many times faster. cost/full then divides by trainings timed "
-                       "N at a time, as a line under the table says")
+                       "sharing the data (default 1). For GPUs, where one small training keeps a few percent of the "
+                       "card busy (14 at a time on an H100 trained 2-4x as many per minute); a 2-core CPU gains "
+                       "nothing. cost/full then divides by trainings timed N at a time, as a line under the table says")
     group.add_argument("--frozen-sweep", action="store_true", help="instead of the above: for --widths and "
                        "k = 0..L frozen layers, trained params, s/epoch with and without the cache, val_acc")
     group.add_argument("--widths", metavar="W-W-...", help="the profile of --frozen-sweep")
@@ -553,6 +553,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         proxy_seeds_line,
         timing_line,
         validation_table,
+        width_bias_line,
     )
     from search.validate import CandidateResult, run_frozen_sweep, run_validation
 
@@ -590,7 +591,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     console.print(validation_table(result))
     console.print(ceiling_line(result))
-    for line in (proxy_seeds_line(result), timing_line(result)):
+    for line in (width_bias_line(result), proxy_seeds_line(result), timing_line(result)):
         if line is not None:
             console.print(line)
     cached, trainings = result.trainings

@@ -27,7 +27,7 @@ from search.events import (
 )
 from search.pareto import pareto_front
 from search.results import SearchResult, SimplifyReport, SlimReport, TrialSummary
-from search.validate import SweepRow, ValidationResult, seeds_needed, target_is_noise
+from search.validate import SweepRow, ValidationResult, chance_rho, seeds_needed, target_is_noise
 
 console = Console(highlight=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -347,6 +347,22 @@ def proxy_seeds_line(result: ValidationResult) -> str | None:
             f"{spread}; two of its seeds agree at {_rho(seeds.agreement)}, and their mean ranks at "
             f"{_rho(seeds.mean_rho)} ({len(seeds.rhos)}x the cost). Proxy settings whose rhos differ by less than "
             "that spread are not told apart by one run each")
+
+
+def width_bias_line(result: ValidationResult) -> str | None:
+    """Under validate's table: per layer, how the proxy's rank errors follow that layer's width
+    (search.validate.width_bias). None without the proxy among the scorers."""
+    report = next((r for r in result.reports if r.scorer == "proxy"), None)
+    if report is None or not any(math.isfinite(b) for b in report.width_bias):
+        return None
+    layers = ", ".join(f"L{i + 1} {b:+.2f}" if math.isfinite(b) else f"L{i + 1} -"
+                       for i, b in enumerate(report.width_bias))
+    frozen = f"; L1-L{result.frozen_layers} are frozen in the proxy" if result.frozen_layers > 1 else (
+        "; L1 is frozen in the proxy" if result.frozen_layers == 1 else "")
+    return (f"where the proxy departs from full training, by layer (rho of its rank error with the layer's width; +: "
+            f"it ranks profiles with that layer wide higher than full training does): {layers}; beyond "
+            f"+-{chance_rho(len(result.candidates)):.2f} unlikely by chance with {len(result.candidates)} "
+            f"candidates{frozen}")
 
 
 def timing_line(result: ValidationResult) -> str | None:

@@ -2,8 +2,8 @@
 
 ``run_validation`` samples profiles across the space (a Latin hypercube over each layer's
 width choices; or, with ``sample = "equal-width"``, profiles of one overall width), trains
-each in full with one fixed recipe (cached in the store, so a second run with other scorer
-settings does not retrain), scores each with every scorer, and
+each in full with one fixed recipe (``fidelity.workers`` at a time; cached in the store, so a
+second run with other scorer settings does not retrain), scores each with every scorer, and
 reports per scorer Spearman's rho and Kendall's tau against full accuracy with bootstrap
 95 % intervals, the regret of its top-1 pick and of its top ``search.top_k`` picks (what a
 search that trains its top k in full would miss) and its cost per candidate.
@@ -141,6 +141,8 @@ class ScorerReport:
     # Spearman's rho with the overall width (the sum of log widths) held fixed: what the
     # scorer knows about a profile's shape beyond how wide it is overall (partial_rank_correlation)
     beyond_width: float = float("nan")
+    # Per layer: how the scorer's rank errors follow that layer's width (width_bias); () without profiles
+    width_bias: tuple[float, ...] = ()
 
 
 def _correlations(scores: np.ndarray, accuracy: np.ndarray) -> tuple[float, float]:
@@ -210,6 +212,45 @@ def partial_rank_correlation(scores: Sequence[float], accuracy: Sequence[float],
     return float(np.clip(residuals[0] @ residuals[1] / (norms[0] * norms[1]), -1.0, 1.0))
 
 
+def width_bias(scores: Sequence[float], accuracy: Sequence[float],
+               widths: Sequence[Sequence[int]]) -> tuple[float, ...]:
+    """Per layer, Spearman's rho between a scorer's rank error (its rank of each profile minus
+    full training's) and the layer's width: positive where it ranks profiles with that layer
+    wide above where full training puts them, negative where below; 0 for every layer when it
+    ranks exactly like full training, nan for a layer of one width throughout the sample.
+
+    This says which widths to trust less in a searched profile, and where a scorer needs work:
+    on every textures sample measured the proxy over-ranks a wide last frozen layer (random
+    features are worth more the more of them there are, learned ones less so) and under-ranks
+    a wide fourth layer (README, "Where the proxy errs").
+
+    Example:
+        >>> profiles = [(8, 8), (16, 8), (8, 16), (16, 16)]
+        >>> accuracy = [1, 2, 3, 4]  # the second layer's width matters more in full training
+        >>> [round(b, 3) for b in width_bias([1, 3, 2, 4], accuracy, profiles)]  # the scorer favours the first
+        [0.707, -0.707]
+    """
+    error = scipy_stats.rankdata(np.asarray(scores, dtype=np.float64)) - scipy_stats.rankdata(
+        np.asarray(accuracy, dtype=np.float64))
+    logs = np.log2(np.asarray(widths, dtype=np.float64))
+    if np.ptp(error) == 0:
+        return tuple(0.0 if np.ptp(layer) > 0 else float("nan") for layer in logs.T)
+    return tuple(float(scipy_stats.spearmanr(error, layer).statistic) if np.ptp(layer) > 0 else float("nan")
+                 for layer in logs.T)
+
+
+def chance_rho(candidates: int) -> float:
+    """The |Spearman rho| beyond which a correlation over ``candidates`` pairs is unlikely by
+    chance (two-sided p < 0.05, the t approximation).
+
+    Example:
+        >>> round(chance_rho(24), 2)
+        0.4
+    """
+    t = float(scipy_stats.t.ppf(0.975, candidates - 2))
+    return t / math.sqrt(candidates - 2 + t * t)
+
+
 def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], cost_s: Sequence[float],
                full_s: Sequence[float], resamples: int, seed: int, top_k: int = 1,
                widths: Sequence[Sequence[int]] | None = None) -> ScorerReport:
@@ -224,7 +265,8 @@ def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], 
                         mean_cost / max(float(np.mean(full_s)), 1e-12),
                         regret_top_k=float(a.max() - a[ranked[:top_k]].max()), top_k=top_k,
                         beyond_width=float("nan") if widths is None else partial_rank_correlation(
-                            s, a, [overall_width(w) for w in widths]))
+                            s, a, [overall_width(w) for w in widths]),
+                        width_bias=() if widths is None else width_bias(s, a, widths))
 
 
 # -- the full-training cache --------------------------------------------------------
@@ -589,7 +631,8 @@ def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult]
                         f"regret_{r.scorer}": r.regret, f"regret_top_k_{r.scorer}": r.regret_top_k,
                         f"cost_s_{r.scorer}": r.cost_s,
                         f"cost_ratio_{r.scorer}": r.cost_ratio, f"of_ceiling_{r.scorer}": r.of_ceiling,
-                        f"beyond_width_{r.scorer}": r.beyond_width})
+                        f"beyond_width_{r.scorer}": r.beyond_width,
+                        **{f"width_bias_{r.scorer}_L{i + 1}": bias for i, bias in enumerate(r.width_bias)}})
     tracker.log_metrics(parent_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
     # how the full trainings behind cost/full were timed ("" devices: cache entries that do not say)
     tracker.set_tags(parent_id, {

@@ -14,7 +14,7 @@ import scipy.stats
 
 from conftest import ROOT, run_cli
 from search.config import Config, ConfigError, FidelityConfig, FullTrainConfig, SpaceConfig
-from search.progress import ceiling_line, proxy_seeds_line
+from search.progress import ceiling_line, proxy_seeds_line, width_bias_line
 from search.tracking import Tracker
 from search.validate import (
     CACHE_FILE,
@@ -22,6 +22,7 @@ from search.validate import (
     FullTrainingCache,
     ValidationResult,
     bootstrap_intervals,
+    chance_rho,
     mean_reliability,
     middle_width,
     of_ceiling,
@@ -33,6 +34,7 @@ from search.validate import (
     sample_profiles,
     seed_ceiling,
     seeds_needed,
+    width_bias,
     with_rank_means,
 )
 
@@ -135,6 +137,31 @@ def test_the_proxy_seed_report_gives_each_seeds_rho_their_agreement_and_their_me
     assert proxy_seeds_line(ValidationResult(tuple(single), (), "run", 1, "recipe", 0.5)) is None
 
 
+def test_width_bias_finds_the_layer_a_scorer_overvalues_and_the_one_it_undervalues() -> None:
+    rng = np.random.default_rng(0)
+    profiles = [tuple(int(w) for w in rng.choice([4, 8, 16, 32, 64], size=3)) for _ in range(40)]
+    logs = np.log2(np.array(profiles, dtype=float))
+    accuracy = logs @ [1.0, 1.0, 1.0] + rng.normal(0, 0.3, 40)  # every layer's width counts alike
+    scores = logs @ [2.0, 1.0, 0.2] + rng.normal(0, 0.3, 40)  # counts the first twice, the last hardly
+    bias = width_bias(scores, accuracy, profiles)
+    assert bias[0] > chance_rho(40) and bias[2] < -chance_rho(40) and abs(bias[1]) < chance_rho(40)
+    assert width_bias(accuracy, accuracy, profiles) == (0.0, 0.0, 0.0)  # ranks exactly like training
+    assert np.isnan(width_bias(scores, accuracy, [(8, *p[1:]) for p in profiles])[0])  # one width: nothing to say
+
+
+def test_the_width_bias_line_reads_the_proxy_row_with_the_chance_level() -> None:
+    candidates = tuple(CandidateResult(w, (a,), 1.0, 0, {"proxy": s}, {"proxy": 1.0})
+                       for w, a, s in [((8, 8), 1, 1), ((16, 8), 2, 3), ((8, 16), 3, 2), ((16, 16), 4, 4)])
+    report = report_for("proxy", [1, 3, 2, 4], [1, 2, 3, 4], [1.0] * 4, [2.0] * 4, 10, 0,
+                        widths=[c.widths for c in candidates])
+    line = width_bias_line(ValidationResult(candidates, (report,), "run", 1, "recipe", 0.5))
+    assert line is not None and "by layer" in line and "L1 +0.71, L2 -0.71" in line
+    assert f"beyond +-{chance_rho(4):.2f} unlikely by chance with 4 candidates; L1 is frozen in the proxy" in line
+    params = report_for("params", [1, 3, 2, 4], [1, 2, 3, 4], [1.0] * 4, [2.0] * 4, 10, 0,
+                        widths=[c.widths for c in candidates])
+    assert width_bias_line(ValidationResult(candidates, (params,), "run", 1, "recipe", 0.5)) is None
+
+
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_candidates() -> None:
     rng = np.random.default_rng(0)
 
@@ -185,6 +212,8 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
         assert 0 <= parent.data.metrics[f"regret_top_k_{scorer}"] <= parent.data.metrics[f"regret_{scorer}"]
         assert -1 <= parent.data.metrics.get(f"beyond_width_{scorer}", 0) <= 1  # nan is not logged
     assert any(f"beyond_width_{scorer}" in parent.data.metrics for scorer in ("proxy", "params", "synflow"))
+    assert "where the proxy departs from full training, by layer" in " ".join(first.stdout.split())
+    assert any(f"width_bias_proxy_L{layer}" in parent.data.metrics for layer in (1, 2))
     plots = {a.path for a in tracker.client.list_artifacts(parent.info.run_id, "plots")}
     assert {f"plots/scatter_{s}.png" for s in ("proxy", "params", "synflow", "naswot", "grad_norm")} <= plots
     children = tracker.children(parent.info.run_id)
