@@ -357,8 +357,8 @@ def width_bias_line(result: ValidationResult) -> str | None:
         return None
     layers = ", ".join(f"L{i + 1} {b:+.2f}" if math.isfinite(b) else f"L{i + 1} -"
                        for i, b in enumerate(report.width_bias))
-    frozen = f"; L1-L{result.frozen_layers} are frozen in the proxy" if result.frozen_layers > 1 else (
-        "; L1 is frozen in the proxy" if result.frozen_layers == 1 else "")
+    k = result.frozen_layers
+    frozen = {0: "", 1: "; L1 is frozen in the proxy"}.get(k, f"; L1-L{k} are frozen in the proxy")
     return (f"where the proxy departs from full training, by layer (rho of its rank error with the layer's width; +: "
             f"it ranks profiles with that layer wide higher than full training does): {layers}; beyond "
             f"+-{chance_rho(len(result.candidates)):.2f} unlikely by chance with {len(result.candidates)} "
