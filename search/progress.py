@@ -27,7 +27,7 @@ from search.events import (
 )
 from search.pareto import pareto_front
 from search.results import SearchResult, SimplifyReport, SlimReport, TrialSummary
-from search.validate import SweepRow, ValidationResult, chance_rho, seeds_needed, target_is_noise
+from search.validate import SweepRow, ValidationResult, chance_rho, full_timing, seeds_needed, target_is_noise
 
 console = Console(highlight=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -369,12 +369,12 @@ def timing_line(result: ValidationResult) -> str | None:
     """Under validate's table when cost/full divides by full trainings timed unlike the scorers:
     on another device (from the cache), or several at a time (``--workers``), each then slower
     than alone. None when every recorded one was timed alone where the scorers ran."""
-    devices = {d for c in result.candidates for d in c.full_devices if d}  # "": a cache entry that does not say
-    at_once = max((w for c in result.candidates for w in c.full_workers), default=1)
-    if devices <= {result.device} and at_once == 1:
+    devices, at_once = full_timing(result.candidates)
+    elsewhere = not devices <= {result.device}
+    if not elsewhere and at_once == 1:
         return None
     parts = []
-    if not devices <= {result.device}:
+    if elsewhere:
         parts.append(f"timed on {' and '.join(sorted(devices))} (from the cache)")
     if at_once > 1:
         parts.append(f"timed up to {at_once} at a time (--workers), each slower than alone, which understates "

@@ -232,11 +232,13 @@ def width_bias(scores: Sequence[float], accuracy: Sequence[float],
     """
     error = scipy_stats.rankdata(np.asarray(scores, dtype=np.float64)) - scipy_stats.rankdata(
         np.asarray(accuracy, dtype=np.float64))
-    logs = np.log2(np.asarray(widths, dtype=np.float64))
-    if np.ptp(error) == 0:
-        return tuple(0.0 if np.ptp(layer) > 0 else float("nan") for layer in logs.T)
-    return tuple(float(scipy_stats.spearmanr(error, layer).statistic) if np.ptp(layer) > 0 else float("nan")
-                 for layer in logs.T)
+
+    def bias(layer: np.ndarray) -> float:
+        if np.ptp(layer) == 0:
+            return float("nan")
+        return 0.0 if np.ptp(error) == 0 else float(scipy_stats.spearmanr(error, layer).statistic)
+
+    return tuple(bias(layer) for layer in np.log2(np.asarray(widths, dtype=np.float64)).T)
 
 
 def chance_rho(candidates: int) -> float:
@@ -550,21 +552,20 @@ def train_missing(profiles: Sequence[tuple[int, ...]], data: TensorData, config:
     """Train every full training of ``profiles`` (each of ``training_seeds``) that ``cache``
     lacks, ``config.fidelity.workers`` at a time, and cache each as it ends, so an interrupted
     run keeps what finished. Returns the keys trained now."""
-    jobs: dict[str, FullJob] = {}
+    keys: dict[FullJob, str] = {}  # each replica cached on its own: adding seeds reuses the first
     for widths in profiles:
-        for seed in training_seeds(config):  # each replica cached on its own: adding seeds reuses the first
+        for seed in training_seeds(config):
             key = recipe_key(config, widths, seed)
             if cache.get(key) is None:
-                jobs[key] = FullJob(tuple(widths), seed)
-    keys = {job: key for key, job in jobs.items()}
+                keys[FullJob(tuple(widths), seed)] = key
     for done, (job, outcome) in enumerate(
-            train_many(list(jobs.values()), data, config.model, config.full, config.fidelity.workers), 1):
+            train_many(list(keys), data, config.model, config.full, config.fidelity.workers), 1):
         entry = {"widths": format_widths(job.widths), "seed": job.seed, "val_acc": outcome.val_acc,
                  "seconds": outcome.seconds, "device": outcome.device, "workers": outcome.workers}
         cache.put(keys[job], entry)
         if on_training is not None:
-            on_training(done, len(jobs), entry)
-    return set(jobs)
+            on_training(done, len(keys), entry)
+    return set(keys.values())
 
 
 def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, config: Config,
@@ -595,6 +596,13 @@ def validate_candidate(widths: tuple[int, ...], frozen: int, data: TensorData, c
                                           for j in range(1, config.fidelity.proxy_seeds)))
     return CandidateResult(widths, tuple(replicas), float(np.mean(seconds)), cached, scores, costs, proxy_seeds,
                            tuple(devices), tuple(workers))
+
+
+def full_timing(results: Sequence[CandidateResult]) -> tuple[frozenset[str], int]:
+    """How the full trainings behind cost/full were timed: the devices their cache entries
+    record (entries that do not say are left out) and the most that ran at once."""
+    return (frozenset(d for c in results for d in c.full_devices if d),
+            max((w for c in results for w in c.full_workers), default=1))
 
 
 def per_seed(result: CandidateResult) -> dict[str, float]:
@@ -634,10 +642,8 @@ def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult]
                         f"beyond_width_{r.scorer}": r.beyond_width,
                         **{f"width_bias_{r.scorer}_L{i + 1}": bias for i, bias in enumerate(r.width_bias)}})
     tracker.log_metrics(parent_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
-    # how the full trainings behind cost/full were timed ("" devices: cache entries that do not say)
-    tracker.set_tags(parent_id, {
-        "full_devices": ",".join(sorted({d for c in results for d in c.full_devices if d})) or "unrecorded",
-        "full_workers": max((w for c in results for w in c.full_workers), default=1)})
+    devices, at_once = full_timing(results)
+    tracker.set_tags(parent_id, {"full_devices": ",".join(sorted(devices)) or "unrecorded", "full_workers": at_once})
     rows = [{"widths": format_widths(c.widths), "full_val_acc": c.val_acc, "full_time_s": c.full_s, **per_seed(c),
              **{f"score_{k}": v for k, v in c.scores.items()}, **{f"cost_s_{k}": v for k, v in c.cost_s.items()}}
             for c in results]
