@@ -208,7 +208,7 @@ def score_candidate(
         x_val,
         data.y_val,
         TrainSettings(proxy.epochs, proxy.batch_size, proxy.lr, proxy.weight_decay, seed, amp=proxy.amp,
-                      warmup_epochs=proxy.warmup_epochs, decay=decay),
+                      warmup_epochs=proxy.warmup_epochs, decay=decay, fan_in_reference=proxy.lr_fan_in),
         transform=transform,
         after_step=constrain if model.has_constraints else None,
         on_epoch=on_epoch,

@@ -59,6 +59,9 @@ class TrainSettings:
     warmup_epochs: float = 0.0
     amp: bool = False  # bfloat16 autocast of forward passes on CUDA (no loss scaling needed)
     decay: CosineDecay | None = None  # None: a constant rate after the warm-up
+    # Conv weights that read more than this many channels learn at lr x sqrt(fan_in_reference /
+    # channels) (None: every weight at lr); see ``rate_scale``.
+    fan_in_reference: int | None = None
 
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
         """The learning rate of optimiser step ``step`` (0-based) of this ``fit`` call.
@@ -170,6 +173,32 @@ def autocast(device: torch.device, enabled: bool) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
+def rate_scale(parameter: torch.Tensor, fan_in_reference: int | None) -> float:
+    """The factor on the learning rate of ``parameter``: sqrt(reference / channels) for a conv
+    weight that reads more than ``fan_in_reference`` channels, else 1.
+
+    Adam moves every weight by about the rate per step whatever the layer's width, so a wide
+    layer's output moves more per step than a narrow one's (the scaling that muP corrects with
+    a rate ~ 1/fan-in). In a few short epochs that favours narrow trained layers.
+
+    Example:
+        >>> [rate_scale(torch.zeros(8, c, 3, 3), 16) for c in (4, 16, 64)], rate_scale(torch.zeros(8, 64), 16)
+        ([1.0, 1.0, 0.5], 1.0)
+    """
+    if fan_in_reference is None or parameter.dim() != 4 or parameter.shape[1] <= fan_in_reference:
+        return 1.0
+    return math.sqrt(fan_in_reference / parameter.shape[1])
+
+
+def param_groups(module: nn.Module, settings: TrainSettings) -> list[dict]:
+    """``module``'s trainable parameters grouped by their rate's factor (``rate_scale``)."""
+    groups: dict[float, list[nn.Parameter]] = {}
+    for parameter in module.parameters():
+        if parameter.requires_grad:
+            groups.setdefault(rate_scale(parameter, settings.fan_in_reference), []).append(parameter)
+    return [{"params": params, "scale": scale, "lr": settings.lr * scale} for scale, params in groups.items()]
+
+
 def fit(
     module: nn.Module,
     x_train: torch.Tensor,
@@ -198,8 +227,8 @@ def fit(
     """
     layout = memory_format(x_train.device, settings.amp)
     with laid_out([module, *([transform] if isinstance(transform, nn.Module) else [])], layout):
-        parameters = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+        optimizer = torch.optim.Adam(param_groups(module, settings), lr=settings.lr,
+                                     weight_decay=settings.weight_decay)
         steps_per_epoch = math.ceil(x_train.shape[0] / settings.batch_size)
         # Steps whose rate differs from lr: all of them with a decay, else the warm-up's (the last
         # of which sets the full rate).
@@ -229,7 +258,7 @@ def fit(
                 (loss * replicas).backward()
                 if step <= scheduled_steps:
                     for group in optimizer.param_groups:
-                        group["lr"] = settings.lr_at(step, steps_per_epoch)
+                        group["lr"] = settings.lr_at(step, steps_per_epoch) * group["scale"]
                 step += 1
                 optimizer.step()
                 if after_step is not None:

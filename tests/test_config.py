@@ -49,6 +49,18 @@ def test_proxy_images_default_to_2000_and_all_means_every_image(tmp_path: Path) 
         from_mapping(load_toml(path)).validate()
 
 
+def test_proxy_lr_fan_in_is_off_by_default_and_set_by_a_channel_count_or_none(tmp_path: Path) -> None:
+    assert Config().proxy.lr_fan_in is None
+    path = tmp_path / "c.toml"
+    path.write_text("[proxy]\nlr_fan_in = 16\n")
+    assert from_mapping(load_toml(path)).validate().proxy.lr_fan_in == 16
+    path.write_text('[proxy]\nlr_fan_in = "none"\n')
+    assert from_mapping(load_toml(path)).validate().proxy.lr_fan_in is None
+    path.write_text("[proxy]\nlr_fan_in = 0\n")
+    with pytest.raises(ConfigError, match="proxy lr_fan_in \\(a channel count or 'none'\\) 0"):
+        from_mapping(load_toml(path)).validate()
+
+
 def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[space]\nlayres = 4\n")

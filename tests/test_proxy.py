@@ -94,3 +94,14 @@ def test_kept_features_stay_within_cache_mb(tiny_data: TensorData) -> None:
     # (4, 8) was pushed out by (8, 8), so its third trial computed it again
     again = score_candidate(Candidate((8, 8, 8), 2), tiny_data, MODEL, proxy, seed=0)
     assert not again.features_reused
+
+
+def test_lr_fan_in_slows_only_trained_layers_that_read_many_channels(tiny_data: TensorData) -> None:
+    def losses(widths: tuple[int, ...], lr_fan_in: int | None) -> list[float]:
+        proxy = ProxyConfig(epochs=2, batch_size=32, lr_fan_in=lr_fan_in)
+        return [m.train_loss for m in score_candidate(Candidate(widths, 1), tiny_data, MODEL, proxy, 0).history]
+
+    # the trained layers read 4 and 8 channels: under the reference, one rate either way
+    assert losses((4, 8, 8), 8) == losses((4, 8, 8), None)
+    # the first trained layer reads 32 frozen channels: it learns at half the rate with 8
+    assert losses((32, 8, 8), 8) != losses((32, 8, 8), None)

@@ -72,6 +72,23 @@ def test_warm_up_starts_below_the_learning_rate() -> None:
     assert first_step_change(1.0) == pytest.approx(0.05, rel=1e-3)  # one warm-up step: lr * 1/2
 
 
+def test_wide_conv_layers_take_smaller_steps_with_a_fan_in_reference() -> None:
+    x, y = torch.randn(16, 64, 4, 4), torch.randint(2, (16,))
+
+    def first_steps(reference: int | None) -> tuple[float, float, float]:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(64, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 1), nn.Flatten(), nn.Linear(64, 2))
+        weights = (net[0].weight, net[2].weight, net[4].weight)
+        before = [w.detach().clone() for w in weights]
+        fit(net, x, y, x, y, TrainSettings(epochs=1, batch_size=16, lr=0.1, fan_in_reference=reference))
+        # Adam's first step moves each weight with a gradient by about lr
+        return tuple((w.detach() - b).abs().max().item() for w, b in zip(weights, before, strict=True))
+
+    assert first_steps(None) == pytest.approx((0.1, 0.1, 0.1), rel=1e-3)
+    # 64 channels in: sqrt(16 / 64) = 1/2; 4 channels in and the linear layer: the rate itself
+    assert first_steps(16) == pytest.approx((0.05, 0.1, 0.1), rel=1e-3)
+
+
 def test_fit_trains_convolutions_channels_last_and_hands_them_back_contiguous() -> None:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, 8, 8, generator=generator)
