@@ -179,7 +179,8 @@ def rate_scale(parameter: torch.Tensor, fan_in_reference: int | None) -> float:
 
     Adam moves every weight by about the rate per step whatever the layer's width, so a wide
     layer's output moves more per step than a narrow one's (the scaling that muP corrects with
-    a rate ~ 1/fan-in). In a few short epochs that favours narrow trained layers.
+    a rate ~ 1/fan-in). Measured in the proxy (README): it mostly tempers the first trained
+    layer, whose fan-in is the last frozen width that the proxy overvalued.
 
     Example:
         >>> [rate_scale(torch.zeros(8, c, 3, 3), 16) for c in (4, 16, 64)], rate_scale(torch.zeros(8, 64), 16)
