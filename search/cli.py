@@ -18,6 +18,7 @@ from search.config import (
     COSTS,
     DATASETS,
     DEVICES,
+    PARAMS_WEIGHT,
     PRUNERS,
     SAMPLERS,
     SAMPLES,
@@ -159,7 +160,8 @@ def build_parser() -> Parser:
     group.add_argument("--sample", choices=SAMPLES, help="spread: across the space, every overall width (default); "
                        "equal-width: one overall width (the middle of the space), different shapes")
     group.add_argument("--scorers", metavar="NAME,...", help=f"among {', '.join(SCORERS)} (default: all); with "
-                       "proxy and params, the table adds rank_mean, the mean of their ranks")
+                       "proxy and params, the table adds rank_mean, the mean of their ranks, and proxy_params, the "
+                       f"proxy's accuracy + {PARAMS_WEIGHT} x log2(parameters)")
     group.add_argument("--bootstrap", type=int, metavar="N", help="resamples for the 95%% intervals (default 1000)")
     group.add_argument("--full-seeds", type=int, metavar="N", help="full trainings per candidate with seeds "
                        "SEED..SEED+N-1 (default 2): the target is their mean, and the rho between seeds is the "

@@ -28,9 +28,9 @@ DIGITS_SPLIT_SEED = 0  # fixed: the split never depends on the search seed
 # is the photograph. Training patches come from the left 70 % of each picture, validation
 # patches from the right 30 %, so validation asks for texture seen elsewhere, not memory.
 TEXTURE_SOURCES = ("brick", "grass", "gravel", "cell", "moon", "coins", "camera", "astronaut", "coffee", "chelsea")
-TEXTURE_SIZE = 16
+TEXTURE_SIZE = 16  # pixels a side, unless DataConfig.texture_size says else
 TEXTURE_TRAIN_FRACTION = 0.7
-TEXTURE_SCALES = (0.75, 1.5)  # a patch covers 12 to 24 source pixels before resampling to 16
+TEXTURE_SCALES = (0.75, 1.5)  # a 16-pixel patch covers 12 to 24 source pixels before resampling
 TEXTURE_NOISE = 0.3  # Gaussian noise, in units of the patch's own standard deviation
 TEXTURE_SEED = 0  # fixed: the dataset never depends on the search seed
 
@@ -129,7 +129,7 @@ def load(config: DataConfig, seed: int = 0) -> TensorData:
     if config.dataset == "digits":
         data = load_digits()
     elif config.dataset == "textures":
-        data = load_textures(config.texture_train, config.texture_val)
+        data = load_textures(config.texture_train, config.texture_val, config.texture_size)
     elif config.dataset == "synthetic":
         data = make_synthetic(
             config.synthetic_train,
@@ -179,8 +179,8 @@ def load_digits() -> TensorData:
     return TensorData("digits", x_train, labels[train], x_val, labels[val], 10)
 
 
-def load_textures(n_train: int = 2000, n_val: int = 1000) -> TensorData:
-    """Patches of scikit-image's bundled photographs: 10 classes, 16x16 grayscale, no download.
+def load_textures(n_train: int = 2000, n_val: int = 1000, size: int = TEXTURE_SIZE) -> TensorData:
+    """Patches of scikit-image's bundled photographs: 10 classes, ``size`` x ``size`` grayscale, no download.
 
     Each patch is cut at a random place, angle (any, not only multiples of 90 degrees) and
     scale, standardised on its own (so brightness says nothing of the class) and noised.
@@ -194,10 +194,10 @@ def load_textures(n_train: int = 2000, n_val: int = 1000) -> TensorData:
     splits = []
     for n, (left, right) in ((n_train, (0.0, TEXTURE_TRAIN_FRACTION)), (n_val, (TEXTURE_TRAIN_FRACTION, 1.0))):
         labels = torch.arange(n) % len(sources)
-        patches = torch.empty(n, 1, TEXTURE_SIZE, TEXTURE_SIZE)
+        patches = torch.empty(n, 1, size, size)
         for label, source in enumerate(sources):  # a batched resampling per photograph, not per patch
             index = (labels == label).nonzero().squeeze(1)
-            patches[index] = _random_patches(source, len(index), left, right, generator)
+            patches[index] = _random_patches(source, len(index), left, right, size, generator)
         patches = (patches - patches.mean(dim=(1, 2, 3), keepdim=True)) / patches.std(
             dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
         patches = patches + TEXTURE_NOISE * torch.randn(patches.shape, generator=generator)
@@ -216,13 +216,13 @@ def _grayscale(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))[None, None]
 
 
-def _random_patches(source: torch.Tensor, count: int, left: float, right: float,
+def _random_patches(source: torch.Tensor, count: int, left: float, right: float, size: int,
                     generator: torch.Generator) -> torch.Tensor:
-    """``count`` rotated, scaled TEXTURE_SIZE patches whose corners stay in columns [left, right) of ``source``."""
+    """``count`` rotated, scaled ``size``-pixel patches whose corners stay in columns [left, right) of ``source``."""
     height, width = source.shape[-2:]
     scale = torch.empty(count).uniform_(*TEXTURE_SCALES, generator=generator)
     angle = torch.empty(count).uniform_(0, 2 * math.pi, generator=generator)
-    half = scale * TEXTURE_SIZE / 2  # half the patch side, in source pixels
+    half = scale * size / 2  # half the patch side, in source pixels
     reach = half * math.sqrt(2)  # a rotated patch's corners stay this close to its centre
     u = torch.rand(count, generator=generator)
     v = torch.rand(count, generator=generator)
@@ -234,7 +234,7 @@ def _random_patches(source: torch.Tensor, count: int, left: float, right: float,
         torch.stack([cos * half * 2 / width, -sin * half * 2 / width, centre_x * 2 / width - 1], dim=1),
         torch.stack([sin * half * 2 / height, cos * half * 2 / height, centre_y * 2 / height - 1], dim=1),
     ], dim=1)
-    grid = F.affine_grid(theta, [count, 1, TEXTURE_SIZE, TEXTURE_SIZE], align_corners=False)
+    grid = F.affine_grid(theta, [count, 1, size, size], align_corners=False)
     return F.grid_sample(source.expand(count, -1, -1, -1), grid, mode="bilinear", align_corners=False)
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from models import format_widths
 from search.analysis import Analysis
-from search.config import RANK_MEANS
+from search.config import COMBINED
 from search.events import (
     CandidateEnded,
     CandidateStarted,
@@ -300,8 +300,8 @@ def validation_table(result: ValidationResult) -> Table:
                   "the overall width (sum of log widths) held fixed; regret: best full accuracy minus that of the "
                   "scorer's top pick (regret@k: the best of its top k, as many as a search trains in full); cost: "
                   "seconds per candidate, and as a share of one full training" + "".join(
-                      f"; {r.scorer}: the mean of the {' and '.join(RANK_MEANS[r.scorer])} ranks among these "
-                      "candidates (not a search scorer)" for r in result.reports if r.scorer in RANK_MEANS))
+                      f"; {r.scorer}: {COMBINED[r.scorer][1]} (not a search scorer)"
+                      for r in result.reports if r.scorer in COMBINED))
     top_k = max((r.top_k for r in result.reports), default=1)
     for column in ("scorer", "Spearman rho", "/ceiling", "beyond width", "tau", "regret", f"regret@{top_k}",
                    "s/candidate", "cost/full"):

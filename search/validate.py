@@ -32,7 +32,7 @@ from scipy import stats as scipy_stats
 
 from models import format_widths
 from search import pictures
-from search.config import RANK_MEANS, Config, SpaceConfig
+from search.config import COMBINED, PARAMS_WEIGHT, Config, DataConfig, SpaceConfig
 from search.data import TensorData
 from search.errors import ConfigError
 from search.proxy import Candidate, describe, score_candidate
@@ -277,6 +277,9 @@ def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], 
 # Settings of FullTrainConfig that do not change a full training's result (the analysis after
 # it, slimming's fine-tuning): left out of the cache key, so adding or changing one keeps the cache.
 NOT_TRAINING = ("analysis_images", "lazy_threshold", "fine_tune_epochs")
+# Data settings added after caches were written: left out of the key at their default value,
+# so a cache written before they existed stays valid.
+ADDED_LATER = {"texture_size": DataConfig().texture_size}
 
 
 def recipe_key(config: Config, widths: Sequence[int], seed: int | None = None) -> str:
@@ -284,7 +287,9 @@ def recipe_key(config: Config, widths: Sequence[int], seed: int | None = None) -
     full = dataclasses.asdict(config.full)
     for name in NOT_TRAINING:
         full.pop(name)
-    recipe = {"data": dataclasses.asdict(config.data), "model": dataclasses.asdict(config.model), "full": full,
+    data = {name: value for name, value in dataclasses.asdict(config.data).items()
+            if ADDED_LATER.get(name, object()) != value}
+    recipe = {"data": data, "model": dataclasses.asdict(config.model), "full": full,
               "seed": config.search.seed if seed is None else seed, "widths": list(widths)}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -501,7 +506,7 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
             log_candidate(tracker, parent_id, result, frozen, config.search.seed)
             if on_candidate is not None:
                 on_candidate(index, len(profiles), result)
-        results, names = with_rank_means(results, config.fidelity.scorers)
+        results, names = with_combined(results, config.fidelity.scorers)
         reports = tuple(
             report_for(name, [c.scores[name] for c in results], [c.val_acc for c in results],
                        [c.cost_s[name] for c in results], [c.full_s for c in results],
@@ -518,21 +523,30 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
                             describe_sample(config), proxy_seeds, data.x_train.device.type)
 
 
-def with_rank_means(results: list[CandidateResult], scorers: Sequence[str]) -> tuple[list[CandidateResult], list[str]]:
-    """``results`` with every rank mean (``RANK_MEANS``) whose scorers were all run added to their
-    scores (its cost: theirs together), and the scorer names to report (``scorers``, then those).
+def with_combined(results: list[CandidateResult], scorers: Sequence[str]) -> tuple[list[CandidateResult], list[str]]:
+    """``results`` with every combined score (``COMBINED``) whose scorers were all run added to
+    their scores (its cost: theirs together), and the scorer names to report (``scorers``, then those).
 
-    Only validate has them (a search scores its trials one at a time); they say on your data
-    whether the proxy and a free score together rank better than either (README, "Proxy fidelity").
+    Only validate has them; they say on your data whether the proxy and the parameter count
+    together rank better than either (README, "Proxy fidelity"): ``rank_mean``, the mean of
+    their ranks, and ``proxy_params``, the proxy's accuracy + ``PARAMS_WEIGHT`` x log2(parameters).
     """
-    combined = [name for name, parts in RANK_MEANS.items() if all(part in scorers for part in parts)]
+    combined = [name for name, (parts, _) in COMBINED.items() if all(part in scorers for part in parts)]
     for name in combined:
-        parts = RANK_MEANS[name]
-        ranks = np.mean([scipy_stats.rankdata([c.scores[part] for c in results]) for part in parts], axis=0)
-        results = [replace(c, scores={**c.scores, name: float(rank)},
+        parts, _ = COMBINED[name]
+        values = combined_scores(name, [[c.scores[part] for c in results] for part in parts])
+        results = [replace(c, scores={**c.scores, name: value},
                            cost_s={**c.cost_s, name: sum(c.cost_s[part] for part in parts)})
-                   for c, rank in zip(results, ranks, strict=True)]
+                   for c, value in zip(results, values, strict=True)]
     return results, [*scorers, *combined]
+
+
+def combined_scores(name: str, parts: Sequence[Sequence[float]]) -> list[float]:
+    """The combined score ``name`` of each candidate from its parts' scores (in ``COMBINED``'s order)."""
+    if name == "rank_mean":
+        return [float(rank) for rank in np.mean([scipy_stats.rankdata(part) for part in parts], axis=0)]
+    proxy, params = parts
+    return [accuracy + PARAMS_WEIGHT * math.log2(count) for accuracy, count in zip(proxy, params, strict=True)]
 
 
 def describe_sample(config: Config) -> str:
@@ -553,8 +567,9 @@ def train_missing(profiles: Sequence[tuple[int, ...]], data: TensorData, config:
     lacks, ``config.fidelity.workers`` at a time, and cache each as it ends, so an interrupted
     run keeps what finished. Returns the keys trained now."""
     keys: dict[FullJob, str] = {}  # each replica cached on its own: adding seeds reuses the first
-    for widths in profiles:
-        for seed in training_seeds(config):
+    # Seed by seed, so an interrupted run leaves whole replicas that fewer --full-seeds can use.
+    for seed in training_seeds(config):
+        for widths in profiles:
             key = recipe_key(config, widths, seed)
             if cache.get(key) is None:
                 keys[FullJob(tuple(widths), seed)] = key

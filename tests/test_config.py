@@ -61,6 +61,16 @@ def test_proxy_lr_fan_in_is_off_by_default_and_set_by_a_channel_count_or_none(tm
         from_mapping(load_toml(path)).validate()
 
 
+def test_texture_size_is_16_by_default_and_a_small_one_is_named(tmp_path: Path) -> None:
+    assert Config().data.texture_size == 16
+    path = tmp_path / "c.toml"
+    path.write_text('[data]\ndataset = "textures"\ntexture_size = 28\n')
+    assert from_mapping(load_toml(path)).validate().data.texture_size == 28
+    path.write_text('[data]\ndataset = "textures"\ntexture_size = 3\n')
+    with pytest.raises(ConfigError, match="texture_size 3 must be an integer >= 4"):
+        from_mapping(load_toml(path)).validate()
+
+
 def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[space]\nlayres = 4\n")

@@ -99,12 +99,24 @@ def test_textures_are_bundled_balanced_and_the_same_every_time() -> None:
     assert len(config.y_train) == 50 and len(config.y_val) == 20
 
 
+def test_textures_come_in_any_size_cut_from_a_larger_region() -> None:
+    big = load(DataConfig(dataset="textures", texture_train=50, texture_val=20, texture_size=28))
+    assert big.x_train.shape == (50, 1, 28, 28) and big.x_val.shape == (20, 1, 28, 28)
+    assert torch.equal(big.x_train, load_textures(50, 20, size=28).x_train)
+    assert big.y_train.bincount().tolist() == [5] * 10
+    # A 28-pixel patch covers 28/16 times the picture that a 16-pixel one does, not the same region
+    # resampled: shrunk to 16 pixels it is no copy of the 16-pixel patch.
+    small = load_textures(50, 20).x_train
+    shrunk = torch.nn.functional.interpolate(big.x_train, size=16, mode="area")
+    assert not torch.allclose(shrunk, small, atol=0.5)
+
+
 def test_texture_patches_stay_in_their_split_of_the_picture() -> None:
     # A picture whose value is its column's position: a patch's pixels say where it was cut.
     columns = torch.linspace(0, 1, 400).expand(300, 400)[None, None]
     generator = torch.Generator().manual_seed(0)
-    validation = _random_patches(columns, 64, 0.7, 1.0, generator)
-    training = _random_patches(columns, 64, 0.0, 0.7, generator)
+    validation = _random_patches(columns, 64, 0.7, 1.0, 16, generator)
+    training = _random_patches(columns, 64, 0.0, 0.7, 28, generator)
     assert validation.min() >= 0.7 - 1e-3 and training.max() <= 0.7 + 1e-3
     assert validation.std(dim=(1, 2, 3)).min() > 0  # rotated and scaled, not constant crops
 

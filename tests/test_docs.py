@@ -12,9 +12,11 @@ def readme() -> str:
     return (ROOT / "README.md").read_text()
 
 
-def test_readme_settings_file_is_a_valid_config() -> None:
-    (block,) = re.findall(r"```toml\n(.*?)```", readme(), flags=re.S)
-    config = from_mapping(tomllib.loads(block)).validate()
+def test_readme_settings_files_are_valid_configs() -> None:
+    sample, *others = re.findall(r"```toml\n(.*?)```", readme(), flags=re.S)
+    for block in others:  # the settings files of measurements
+        from_mapping(tomllib.loads(block)).validate()
+    config = from_mapping(tomllib.loads(sample)).validate()
     assert config.space.frozen_layers == (2, 3) and config.search.budget_s == 600
     assert config.search.backend == "local" and config.ray.address == "auto" and config.fidelity.candidates == 24
 

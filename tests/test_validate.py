@@ -13,7 +13,8 @@ import pytest
 import scipy.stats
 
 from conftest import ROOT, run_cli
-from search.config import Config, ConfigError, FidelityConfig, FullTrainConfig, SpaceConfig
+from search.config import Config, ConfigError, DataConfig, FidelityConfig, FullTrainConfig, ModelConfig, SpaceConfig
+from search.data import make_synthetic
 from search.progress import ceiling_line, proxy_seeds_line, width_bias_line
 from search.tracking import Tracker
 from search.validate import (
@@ -34,8 +35,9 @@ from search.validate import (
     sample_profiles,
     seed_ceiling,
     seeds_needed,
+    train_missing,
     width_bias,
-    with_rank_means,
+    with_combined,
 )
 
 
@@ -104,19 +106,23 @@ def test_beyond_width_separates_knowing_the_shape_from_counting_width() -> None:
     assert np.isnan(report_for("x", size, accuracy, [0.0] * 40, [1.0] * 40, 50, 0).beyond_width)  # no widths given
 
 
-def test_a_rank_mean_is_the_mean_of_its_scorers_ranks_and_costs_both() -> None:
+def test_combined_scores_are_a_rank_mean_and_the_proxy_plus_a_weight_per_doubling_of_params() -> None:
     def candidate(proxy: float, params: float) -> CandidateResult:
         return CandidateResult((4, 4), (0.5,), 1.0, 0, {"proxy": proxy, "params": params, "synflow": 0.0},
                                {"proxy": 2.0, "params": 0.5, "synflow": 0.1})
 
     results = [candidate(0.9, 10.0), candidate(0.5, 30.0), candidate(0.7, 20.0), candidate(0.7, 40.0)]
-    combined, names = with_rank_means(results, ["proxy", "params", "synflow"])
-    assert names == ["proxy", "params", "synflow", "rank_mean"]
+    combined, names = with_combined(results, ["proxy", "params", "synflow"])
+    assert names == ["proxy", "params", "synflow", "rank_mean", "proxy_params"]
     # proxy ranks 4, 1, 2.5, 2.5 (ties share); params 1, 3, 2, 4
     assert [c.scores["rank_mean"] for c in combined] == [2.5, 2.0, 2.25, 3.25]
-    assert all(c.cost_s["rank_mean"] == 2.5 for c in combined)
+    # 0.02 per doubling: 40 parameters add 0.02 more than 20 do, and break the proxy's tie
+    assert [c.scores["proxy_params"] for c in combined] == pytest.approx(
+        [0.9 + 0.02 * np.log2(10), 0.5 + 0.02 * np.log2(30), 0.7 + 0.02 * np.log2(20), 0.7 + 0.02 * np.log2(40)])
+    assert combined[3].scores["proxy_params"] - combined[2].scores["proxy_params"] == pytest.approx(0.02)
+    assert all(c.cost_s["rank_mean"] == c.cost_s["proxy_params"] == 2.5 for c in combined)
     assert [c.scores["proxy"] for c in combined] == [0.9, 0.5, 0.7, 0.7]  # the scorers' own scores stay
-    assert with_rank_means(results, ["proxy", "synflow"]) == (results, ["proxy", "synflow"])
+    assert with_combined(results, ["proxy", "synflow"]) == (results, ["proxy", "synflow"])
 
 
 def test_the_proxy_seed_report_gives_each_seeds_rho_their_agreement_and_their_means_rho() -> None:
@@ -183,9 +189,25 @@ def test_the_cache_key_follows_what_changes_training(tmp_path: Path) -> None:
     assert key != recipe_key(Config(full=FullTrainConfig(epochs_per_stage=4)), (8, 16))
     assert key == recipe_key(Config(full=FullTrainConfig(lazy_threshold=0.1)), (8, 16))  # analysis only
     assert key == recipe_key(Config(full=FullTrainConfig(fine_tune_epochs=9)), (8, 16))  # slimming only
+    assert key != recipe_key(Config(data=DataConfig(texture_size=28)), (8, 16))
+    # A setting added since caches were first written leaves the key as it was at its default, so
+    # those caches stay valid: this key was computed before texture_size existed.
+    assert recipe_key(Config(), (8, 8), 0) == "3ee42d9de8064e4b824c4a2b"
     cache = FullTrainingCache(tmp_path / "c" / "cache.json")
     cache.put(key, {"val_acc": 0.5, "seconds": 1.0})
     assert FullTrainingCache(tmp_path / "c" / "cache.json").get(key) == {"val_acc": 0.5, "seconds": 1.0}
+
+
+def test_missing_trainings_run_seed_by_seed_so_an_interrupted_run_leaves_whole_replicas(tmp_path: Path) -> None:
+    config = Config(model=ModelConfig(hidden=(8,)), full=FullTrainConfig(stages=1, epochs_per_stage=1),
+                    fidelity=FidelityConfig(full_seeds=2))
+    data = make_synthetic(64, 32, num_classes=2, image_size=8, seed=0)
+    cache = FullTrainingCache(tmp_path / CACHE_FILE)
+    order: list[tuple[str, int]] = []
+    trained = train_missing([(4, 4), (8, 4), (4, 8)], data, config, cache,
+                            on_training=lambda done, total, entry: order.append((entry["widths"], entry["seed"])))
+    assert order == [("4-4", 0), ("8-4", 0), ("4-8", 0), ("4-4", 1), ("8-4", 1), ("4-8", 1)]
+    assert trained == set(cache.entries)
 
 
 TINY = ["--dataset", "synthetic", "--layers", "2", "--width-range", "4:16:4", "--frozen", "1", "--proxy-epochs",
@@ -197,7 +219,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     first = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "1"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     for field in ("Spearman rho", "tau", "beyond width", "regret", "regret@3", "s/candidate", "cost/full", "/ceiling",
-                  "proxy", "params", "synflow", "naswot", "grad_norm", "rank_mean"):
+                  "proxy", "params", "synflow", "naswot", "grad_norm", "rank_mean", "proxy_params"):
         assert field in first.stdout
     assert "seed ceiling: needs --full-seeds 2 or more" in first.stdout
     assert "0 of 4 full trainings (4 candidates x 1 seed) came from the cache" in first.stdout
@@ -206,7 +228,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
                  if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "FINISHED" and parent.data.tags["phase"] == "validate"
-    for scorer in ("proxy", "params", "synflow", "grad_norm", "rank_mean"):
+    for scorer in ("proxy", "params", "synflow", "grad_norm", "rank_mean", "proxy_params"):
         assert -1 <= parent.data.metrics[f"spearman_{scorer}"] <= 1
         assert parent.data.metrics[f"cost_s_{scorer}"] > 0
         assert 0 <= parent.data.metrics[f"regret_top_k_{scorer}"] <= parent.data.metrics[f"regret_{scorer}"]
