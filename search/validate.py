@@ -545,8 +545,10 @@ def combined_scores(name: str, parts: Sequence[Sequence[float]]) -> list[float]:
     """The combined score ``name`` of each candidate from its parts' scores (in ``COMBINED``'s order)."""
     if name == "rank_mean":
         return [float(rank) for rank in np.mean([scipy_stats.rankdata(part) for part in parts], axis=0)]
-    proxy, params = parts
-    return [accuracy + PARAMS_WEIGHT * math.log2(count) for accuracy, count in zip(proxy, params, strict=True)]
+    if name == "proxy_params":
+        proxy, params = parts
+        return [accuracy + PARAMS_WEIGHT * math.log2(count) for accuracy, count in zip(proxy, params, strict=True)]
+    raise ValueError(f"no rule for the combined score {name!r}")
 
 
 def describe_sample(config: Config) -> str:

@@ -24,6 +24,7 @@ from search.validate import (
     ValidationResult,
     bootstrap_intervals,
     chance_rho,
+    combined_scores,
     mean_reliability,
     middle_width,
     of_ceiling,
@@ -123,6 +124,8 @@ def test_combined_scores_are_a_rank_mean_and_the_proxy_plus_a_weight_per_doublin
     assert all(c.cost_s["rank_mean"] == c.cost_s["proxy_params"] == 2.5 for c in combined)
     assert [c.scores["proxy"] for c in combined] == [0.9, 0.5, 0.7, 0.7]  # the scorers' own scores stay
     assert with_combined(results, ["proxy", "synflow"]) == (results, ["proxy", "synflow"])
+    with pytest.raises(ValueError, match="'other'"):  # a name in COMBINED needs its rule
+        combined_scores("other", [[0.5], [10.0]])
 
 
 def test_the_proxy_seed_report_gives_each_seeds_rho_their_agreement_and_their_means_rho() -> None:
