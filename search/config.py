@@ -505,9 +505,9 @@ def _validate_data(data: DataConfig) -> None:
         _require_positive_int(getattr(data, name), name)
     if data.synthetic_classes < 2:
         raise ConfigError(f"synthetic_classes {data.synthetic_classes} must be at least 2")
-    for name in ("synthetic_image_size", "texture_size"):
-        if not _is_positive_int(getattr(data, name)) or getattr(data, name) < 4:
-            raise ConfigError(f"{name} {getattr(data, name)!r} must be an integer >= 4")
+    for name, side in (("synthetic_image_size", data.synthetic_image_size), ("texture_size", data.texture_size)):
+        if not _is_positive_int(side) or side < 4:
+            raise ConfigError(f"{name} {side!r} must be an integer >= 4")
 
 
 def _validate_search(search: SearchConfig) -> None:

@@ -28,7 +28,6 @@ DIGITS_SPLIT_SEED = 0  # fixed: the split never depends on the search seed
 # is the photograph. Training patches come from the left 70 % of each picture, validation
 # patches from the right 30 %, so validation asks for texture seen elsewhere, not memory.
 TEXTURE_SOURCES = ("brick", "grass", "gravel", "cell", "moon", "coins", "camera", "astronaut", "coffee", "chelsea")
-TEXTURE_SIZE = 16  # pixels a side, unless DataConfig.texture_size says else
 TEXTURE_TRAIN_FRACTION = 0.7
 TEXTURE_SCALES = (0.75, 1.5)  # a 16-pixel patch covers 12 to 24 source pixels before resampling
 TEXTURE_NOISE = 0.3  # Gaussian noise, in units of the patch's own standard deviation
@@ -179,7 +178,7 @@ def load_digits() -> TensorData:
     return TensorData("digits", x_train, labels[train], x_val, labels[val], 10)
 
 
-def load_textures(n_train: int = 2000, n_val: int = 1000, size: int = TEXTURE_SIZE) -> TensorData:
+def load_textures(n_train: int = 2000, n_val: int = 1000, size: int = DataConfig.texture_size) -> TensorData:
     """Patches of scikit-image's bundled photographs: 10 classes, ``size`` x ``size`` grayscale, no download.
 
     Each patch is cut at a random place, angle (any, not only multiples of 90 degrees) and

@@ -569,7 +569,8 @@ def train_missing(profiles: Sequence[tuple[int, ...]], data: TensorData, config:
     lacks, ``config.fidelity.workers`` at a time, and cache each as it ends, so an interrupted
     run keeps what finished. Returns the keys trained now."""
     keys: dict[FullJob, str] = {}  # each replica cached on its own: adding seeds reuses the first
-    # Seed by seed, so an interrupted run leaves whole replicas that fewer --full-seeds can use.
+    # Seed by seed, so an interrupted run leaves its first seeds whole (but for the trainings in
+    # flight), which a run with fewer --full-seeds uses.
     for seed in training_seeds(config):
         for widths in profiles:
             key = recipe_key(config, widths, seed)

@@ -27,12 +27,17 @@ def test_int_lists() -> None:
         parse_int_list("0,8", "width")
 
 
-def test_toml_overlays_defaults(tmp_path: Path) -> None:
+def settings(tmp_path: Path, text: str) -> Config:
+    """The validated config of a settings file holding ``text``."""
     path = tmp_path / "c.toml"
-    path.write_text(
-        '[space]\nlayers = 4\nfrozen_layers = [1, 2]\n[search]\nbudget_s = "2m"\n[data]\ndata_dir = "~/d"\n'
+    path.write_text(text)
+    return from_mapping(load_toml(path)).validate()
+
+
+def test_toml_overlays_defaults(tmp_path: Path) -> None:
+    config = settings(
+        tmp_path, '[space]\nlayers = 4\nfrozen_layers = [1, 2]\n[search]\nbudget_s = "2m"\n[data]\ndata_dir = "~/d"\n'
     )
-    config = from_mapping(load_toml(path)).validate()
     assert config.space.layers == 4 and config.space.frozen_layers == (1, 2)
     assert config.search.budget_s == 120
     assert config.data.data_dir == Path("~/d").expanduser()
@@ -41,34 +46,24 @@ def test_toml_overlays_defaults(tmp_path: Path) -> None:
 
 def test_proxy_images_default_to_2000_and_all_means_every_image(tmp_path: Path) -> None:
     assert Config().proxy.train_images == 2000
-    path = tmp_path / "c.toml"
-    path.write_text('[proxy]\ntrain_images = "all"\n')
-    assert from_mapping(load_toml(path)).validate().proxy.train_images is None
-    path.write_text('[proxy]\ntrain_images = "most"\n')
+    assert settings(tmp_path, '[proxy]\ntrain_images = "all"\n').proxy.train_images is None
     with pytest.raises(ConfigError, match="proxy training images \\(a count or 'all'\\) 'most'"):
-        from_mapping(load_toml(path)).validate()
+        settings(tmp_path, '[proxy]\ntrain_images = "most"\n')
 
 
 def test_proxy_lr_fan_in_is_off_by_default_and_set_by_a_channel_count_or_none(tmp_path: Path) -> None:
     assert Config().proxy.lr_fan_in is None
-    path = tmp_path / "c.toml"
-    path.write_text("[proxy]\nlr_fan_in = 16\n")
-    assert from_mapping(load_toml(path)).validate().proxy.lr_fan_in == 16
-    path.write_text('[proxy]\nlr_fan_in = "none"\n')
-    assert from_mapping(load_toml(path)).validate().proxy.lr_fan_in is None
-    path.write_text("[proxy]\nlr_fan_in = 0\n")
+    assert settings(tmp_path, "[proxy]\nlr_fan_in = 16\n").proxy.lr_fan_in == 16
+    assert settings(tmp_path, '[proxy]\nlr_fan_in = "none"\n').proxy.lr_fan_in is None
     with pytest.raises(ConfigError, match="proxy lr_fan_in \\(a channel count or 'none'\\) 0"):
-        from_mapping(load_toml(path)).validate()
+        settings(tmp_path, "[proxy]\nlr_fan_in = 0\n")
 
 
 def test_texture_size_is_16_by_default_and_a_small_one_is_named(tmp_path: Path) -> None:
     assert Config().data.texture_size == 16
-    path = tmp_path / "c.toml"
-    path.write_text('[data]\ndataset = "textures"\ntexture_size = 28\n')
-    assert from_mapping(load_toml(path)).validate().data.texture_size == 28
-    path.write_text('[data]\ndataset = "textures"\ntexture_size = 3\n')
+    assert settings(tmp_path, '[data]\ndataset = "textures"\ntexture_size = 28\n').data.texture_size == 28
     with pytest.raises(ConfigError, match="texture_size 3 must be an integer >= 4"):
-        from_mapping(load_toml(path)).validate()
+        settings(tmp_path, '[data]\ndataset = "textures"\ntexture_size = 3\n')
 
 
 def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
