@@ -3,6 +3,7 @@ space, side by side in one run, each winner then trained with the same full reci
 
     (a) search      the defaults: TPE, Hyperband, 2 frozen random layers, cached features
     (a/2)           the same with half the budget
+    (a0)            the same with width_weight 0: the proxy's accuracy alone, no width penalty
     (b) plain       TPE + Hyperband with nothing frozen (--frozen 0): every trial trains all layers
     (c) random      uniform random sampling, scored by the proxy
     (d) synflow     TPE over the zero-cost synflow score (no training at all)
@@ -14,7 +15,8 @@ range), their trained parameters, the trials finished, the seconds into the sear
 the winner was found, and how many winners came within 0.5 points of the best winner of any
 method. Full trainings are cached in the store (the same profile and seed trains once).
 
-    python -m benchmarks.search_efficiency [--datasets digits,textures] [--budget 60] [--seeds 3]
+    python -m benchmarks.search_efficiency [--datasets digits,textures] [--budget 60] [--seeds 3] [--first-seed 0]
+                                           [--methods a,a0]
 """
 
 from __future__ import annotations
@@ -46,11 +48,18 @@ class Method:
     frozen: int | None = None  # None: the default
     sampler: str = "tpe"
     scorer: str = "proxy"
+    width_weight: float | None = None  # None: the default
+
+    @property
+    def key(self) -> str:
+        """What --methods names: ``a``, ``a/2``, ``a0``, ``b``, ``c``, ``d``."""
+        return self.label[1 : self.label.index(")")]
 
 
 METHODS = (
     Method("(a) search, defaults", 1.0),
     Method("(a/2) search, half budget", 0.5),
+    Method("(a0) search, width_weight 0", 1.0, width_weight=0.0),
     Method("(b) plain TPE+Hyperband, frozen 0", 1.0, frozen=0),
     Method("(c) random sampling + proxy", 1.0, sampler="random"),
     Method("(d) TPE + synflow", 1.0, scorer="synflow"),
@@ -69,8 +78,10 @@ class Outcome:
 def configure(method: Method, dataset: str, budget_s: float, seed: int, store: Path) -> Config:
     base = Config()
     space = base.space if method.frozen is None else replace(base.space, frozen_layers=(method.frozen,))
+    proxy = base.proxy if method.width_weight is None else replace(base.proxy, width_weight=method.width_weight)
     return Config(
         space=space,
+        proxy=proxy,
         data=DataConfig(dataset=dataset),
         search=replace(SearchConfig(), budget_s=budget_s * method.budget_share, seed=seed, device="cpu", top_k=0,
                        sampler=method.sampler, scorer=method.scorer),
@@ -102,12 +113,12 @@ def full_accuracy(config: Config, widths: tuple[int, ...], data: datasets.Tensor
     return float(entry["val_acc"]), int(entry["trained_params"])
 
 
-def run_dataset(dataset: str, budget_s: float, seeds: int, store: Path) -> None:
+def run_dataset(dataset: str, budget_s: float, seeds: range, store: Path, methods: tuple[Method, ...]) -> None:
     cache = FullTrainingCache(store / "full_cache.json")
-    outcomes: dict[str, list[Outcome]] = {m.label: [] for m in METHODS}
-    for seed in range(seeds):
+    outcomes: dict[str, list[Outcome]] = {m.label: [] for m in methods}
+    for seed in seeds:
         data = datasets.load(DataConfig(dataset=dataset), seed=seed)  # what each search of this seed trains on
-        for method in METHODS:  # methods in turns, so drift of the machine hits all alike
+        for method in methods:  # methods in turns, so drift of the machine hits all alike
             config = configure(method, dataset, budget_s, seed, store / dataset)
             result = run_search(config, Budget(config.search.budget_s, time.monotonic()))
             widths, trials, found_s = winner_of(config, result.study_name)
@@ -116,8 +127,9 @@ def run_dataset(dataset: str, budget_s: float, seeds: int, store: Path) -> None:
             print(f"  {dataset} seed {seed} {method.label:<36} {result.elapsed_s:5.1f} s  {trials:3d} trials  "
                   f"winner {format_widths(widths):<16} full {acc:.4f}", flush=True)
     best = max(o.full_acc for runs in outcomes.values() for o in runs)
-    print(f"\n{dataset}: budget {budget_s:g} s per search, {seeds} seeds; full recipe {Config().full.mode} "
-          f"{Config().full.stages}x{Config().full.epochs_per_stage} epochs; best winner of any method {best:.4f}")
+    print(f"\n{dataset}: budget {budget_s:g} s per search, seeds {seeds.start}-{seeds.stop - 1}; full recipe "
+          f"{Config().full.mode} {Config().full.stages}x{Config().full.epochs_per_stage} epochs; best winner of any "
+          f"method {best:.4f}")
     print(f"{'method':<36} {'full val_acc mean [min, max]':>29} {'params':>9} {'trials':>7} {'found at s':>10} "
           f"{'within 0.5':>10}")
     for label, runs in outcomes.items():
@@ -135,12 +147,22 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,textures")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per search (default 60)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+SEEDS-1 (default 0)")
     parser.add_argument("--store", type=Path, default=Path("runs/bench_efficiency"))
+    parser.add_argument("--methods", default=",".join(m.key for m in METHODS),
+                        help="which methods, by the letters in their labels (default: all)")
     args = parser.parse_args()
+    wanted = [key.strip() for key in args.methods.split(",") if key.strip()]
+    unknown = [key for key in wanted if key not in {m.key for m in METHODS}]
+    if unknown or not wanted:
+        parser.error(f"unknown method {', '.join(unknown) or repr(args.methods)}; "
+                     f"choose among {', '.join(m.key for m in METHODS)}")
+    methods = tuple(m for m in METHODS if m.key in wanted)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     for dataset in args.datasets.split(","):
-        run_dataset(dataset.strip(), args.budget, args.seeds, args.store)
+        run_dataset(dataset.strip(), args.budget, range(args.first_seed, args.first_seed + args.seeds), args.store,
+                    methods)
 
 
 if __name__ == "__main__":

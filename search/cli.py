@@ -18,13 +18,13 @@ from search.config import (
     COSTS,
     DATASETS,
     DEVICES,
-    PARAMS_WEIGHT,
     PRUNERS,
     SAMPLERS,
     SAMPLES,
     SCORERS,
     SIMPLIFY_SWEEP,
     SIMPLIFY_THRESHOLD,
+    WIDTH_WEIGHT,
     Config,
     ConfigError,
     StoreConfig,
@@ -160,8 +160,9 @@ def build_parser() -> Parser:
     group.add_argument("--sample", choices=SAMPLES, help="spread: across the space, every overall width (default); "
                        "equal-width: one overall width (the middle of the space), different shapes")
     group.add_argument("--scorers", metavar="NAME,...", help=f"among {', '.join(SCORERS)} (default: all); with "
-                       "proxy and params, the table adds rank_mean, the mean of their ranks, and proxy_params, the "
-                       f"proxy's accuracy + {PARAMS_WEIGHT} x log2(parameters)")
+                       "the proxy, the table adds proxy_score, the search's score (the proxy's accuracy less "
+                       "--width-weight per halving of a layer's width), and with params too rank_mean, the mean of "
+                       "their ranks")
     group.add_argument("--bootstrap", type=int, metavar="N", help="resamples for the 95%% intervals (default 1000)")
     group.add_argument("--full-seeds", type=int, metavar="N", help="full trainings per candidate with seeds "
                        "SEED..SEED+N-1 (default 2): the target is their mean, and the rho between seeds is the "
@@ -320,6 +321,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
                        "random initial weights, trained side by side; the score is their mean (default 2)")
     group.add_argument("--proxy-images", type=proxy_images, metavar="N|all", help="train the top on the first N "
                        "training images (default 2000; all: every one)")
+    group.add_argument("--width-weight", type=float, metavar="W", help="the score is the proxy's accuracy less W "
+                       f"per halving of each layer's width below the widest the space allows (default {WIDTH_WEIGHT}; "
+                       "0: the accuracy alone)")
     group.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
     group.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     group.add_argument("--cache-mb", type=float, metavar="MB", help="keep a trial's frozen features in memory up "
@@ -409,7 +413,7 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         },
         "space": {"layers": args.layers},
         "proxy": {"epochs": args.proxy_epochs, "replicas": args.proxy_replicas, "train_images": args.proxy_images,
-                  "batch_size": args.batch_size,
+                  "width_weight": args.width_weight, "batch_size": args.batch_size,
                   "lr": args.lr, "cache_mb": args.cache_mb, "amp": args.amp},
         "ray": {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
                 "gpus_per_full": args.gpus_per_full,
@@ -464,7 +468,7 @@ def require_tracking_server(tracking_uri: str | None) -> None:
 FLAG_NAMES = (
     "config", "budget", "trials", "seed", "pruner", "sampler", "device", "dataset", "data_dir", "download",
     "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "proxy_replicas",
-    "proxy_images", "batch_size", "lr", "cache_mb",
+    "proxy_images", "width_weight", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "sample", "scorers", "bootstrap", "full_seeds", "proxy_seeds",

@@ -1,8 +1,10 @@
 """Accuracy against cost: the Pareto front, the members that span it, and pruning by dominance.
 
-A point is ``(accuracy, cost)``: accuracy up, cost down. Optuna's pruners compare one value
+A point is ``(accuracy, cost)``: accuracy up, cost down. The accuracy is the proxy's score (its
+validation accuracy less its width penalty, ``search.trial.score_penalty``; with
+``width_weight = 0`` the accuracy itself). Optuna's pruners compare one value
 per step and do not support several objectives, so a ``--objective pareto`` search stops a
-trial after epoch ``e`` only when a complete trial that costs no more had a higher accuracy
+trial after epoch ``e`` only when a complete trial that costs no more had a higher score
 after the same epoch ``e`` (it is dominated at equal training), and never before a trial has
 completed. Costs are known before training, so a cheap trial is never stopped by a costlier
 one, however accurate.

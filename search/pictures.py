@@ -213,7 +213,7 @@ def trial_scores(trials: Sequence[TrialSummary], full: Sequence[FullSummary], sc
                      edgecolors="tab:red", label="trained in full")
     axes.set_xscale("log")
     axes.set_xlabel("trained parameters")
-    axes.set_ylabel(f"{scorer} score" if scorer != "proxy" else "proxy val_acc")
+    axes.set_ylabel(f"{scorer} score" if scorer != "proxy" else "proxy score (val_acc less its width penalty)")
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=7)
     axes.set_title(f"{len(trials)} trials: score against size", fontsize=9)
@@ -283,7 +283,7 @@ def pareto_picture(trials: Sequence[TrialSummary], front: Sequence[TrialSummary]
                      edgecolors="tab:red", label="trained in full", zorder=4)
     axes.set_xscale("log")
     axes.set_xlabel(COST_LABELS[cost])
-    axes.set_ylabel("proxy val_acc")
+    axes.set_ylabel("proxy score (val_acc less its width penalty)")
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=7)
     axes.set_title(f"{len(trials)} trials, {len(front)} on the front", fontsize=9)

@@ -148,19 +148,26 @@ class TrainProgress:
             )
 
 
+def penalised(result: SearchResult) -> bool:
+    """Whether the search's scores took a width penalty off the proxy's accuracy."""
+    return any(t.width_penalty for t in result.trials)
+
+
+SCORE_CAPTION = "score: the proxy's accuracy (acc) less width_weight per halving of a layer's width below the widest"
+
+
+def score_meaning(scorer: str) -> str:
+    return "score: the proxy's validation accuracy" if scorer == "proxy" else f"score: {scorer}'s"
+
+
 def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
+    with_accuracy = penalised(result)
+    caption = "k: frozen random layers, params: trained, s: seconds"
     table = Table(title=f"Top candidates of {result.study_name}",
-                  caption="k: frozen random layers, proxy: proxy score, params: trained, s: seconds")
-    for column, justify in (
-        ("rank", "right"),
-        ("trial", "right"),
-        ("widths", "left"),
-        ("k", "right"),
-        ("proxy", "right"),
-        ("params", "right"),
-        ("s", "right"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+                  caption=f"{caption}; {SCORE_CAPTION if with_accuracy else score_meaning(result.scorer)}")
+    columns = ("rank", "trial", "widths", "k", "score", *(("acc",) if with_accuracy else ()), "params", "s")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "widths" else "right", no_wrap=True)
     for rank, trial in enumerate(result.completed()[:rows], start=1):
         table.add_row(
             str(rank),
@@ -168,6 +175,7 @@ def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
             trial.label,
             str(trial.frozen_layers),
             score_text(trial.score),
+            *((score_text(trial.accuracy),) if with_accuracy else ()),
             f"{trial.trained_params:,}" if trial.trained_params is not None else "",
             f"{trial.seconds:.1f}" if trial.seconds is not None else "",
         )
@@ -176,10 +184,12 @@ def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
 
 def pareto_table(result: SearchResult) -> Table:
     """The front of a pareto search, cheapest first, with every cost and how far each was trained."""
-    table = Table(title=f"Pareto front of {result.study_name}: proxy accuracy against {result.cost}",
-                  caption="params: all layers', MACs: multiply-adds per image, ms: latency of one batch, "
-                  "full: validation accuracy after full training")
-    for column in ("trial", "widths", "proxy", "params", "MACs", "ms", "full"):
+    with_accuracy = penalised(result)
+    caption = ("params: all layers', MACs: multiply-adds per image, ms: latency of one batch, "
+               "full: validation accuracy after full training")
+    table = Table(title=f"Pareto front of {result.study_name}: proxy score against {result.cost}",
+                  caption=caption + (f"; {SCORE_CAPTION}" if with_accuracy else ""))
+    for column in ("trial", "widths", "score", *(("acc",) if with_accuracy else ()), "params", "MACs", "ms", "full"):
         table.add_column(column, justify="left" if column == "widths" else "right", no_wrap=True)
     trained = {f.trial: f for f in result.full}
     for member in pareto_front(result.trials, result.cost):
@@ -188,6 +198,7 @@ def pareto_table(result: SearchResult) -> Table:
             str(member.number),
             member.label,
             score_text(member.score),
+            *((score_text(member.accuracy),) if with_accuracy else ()),
             f"{member.total_params:,}" if member.total_params is not None else "",
             f"{member.macs:,}" if member.macs is not None else "",
             f"{member.latency_ms:.3g}" if member.latency_ms is not None else "",
@@ -300,7 +311,7 @@ def validation_table(result: ValidationResult) -> Table:
                   "the overall width (sum of log widths) held fixed; regret: best full accuracy minus that of the "
                   "scorer's top pick (regret@k: the best of its top k, as many as a search trains in full); cost: "
                   "seconds per candidate, and as a share of one full training" + "".join(
-                      f"; {r.scorer}: {COMBINED[r.scorer][1]} (not a search scorer)"
+                      f"; {r.scorer}: {COMBINED[r.scorer][1]}"
                       for r in result.reports if r.scorer in COMBINED))
     top_k = max((r.top_k for r in result.reports), default=1)
     for column in ("scorer", "Spearman rho", "/ceiling", "beyond width", "tau", "regret", f"regret@{top_k}",

@@ -46,7 +46,7 @@ class Candidate:
 @dataclass(frozen=True)
 class ProxyResult:
     candidate: Candidate
-    score: float  # validation accuracy after the last epoch
+    score: float  # validation accuracy after the last epoch (a trial's score takes search.trial.score_penalty off)
     history: tuple[EpochMetrics, ...]
     trained_params: int
     frozen_params: int
@@ -56,8 +56,8 @@ class ProxyResult:
     features_reused: bool = False  # the frozen features came from an earlier trial with the same lower widths
 
     def as_metrics(self) -> dict[str, float]:
-        """The end-of-trial MLflow metrics."""
-        return {"proxy_score": self.score, "trial_time_s": self.seconds, "cache_time_s": self.cache_time_s,
+        """The end-of-trial MLflow metrics besides the score (``search.trial.run_trial`` adds it)."""
+        return {"trial_time_s": self.seconds, "cache_time_s": self.cache_time_s,
                 "features_reused": float(self.features_reused)}
 
 

@@ -36,6 +36,7 @@ class TrialSummary:
     latency_ms: float | None = None
     rejected: str | None = None  # why a candidate over a limit was never trained
     same_as: int | None = None  # the earlier trial of the same candidate whose score this one took
+    width_penalty: float = 0.0  # what the score takes off the proxy's accuracy (search.trial.score_penalty)
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialSummary:
@@ -59,11 +60,17 @@ class TrialSummary:
             latency_ms=attrs.get("latency_ms"),
             rejected=attrs.get("rejected"),
             same_as=attrs.get("same_as"),
+            width_penalty=attrs.get("width_penalty", 0.0),
         )
 
     @property
     def label(self) -> str:
         return format_widths(self.widths)
+
+    @property
+    def accuracy(self) -> float | None:
+        """The proxy's validation accuracy: the score before its width penalty (a proxy trial's)."""
+        return None if self.score is None else self.score + self.width_penalty
 
     def cost(self, name: str) -> float | None:
         """The cost an objective names: ``params`` (total), ``macs`` or ``latency`` (ms)."""

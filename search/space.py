@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -57,6 +58,27 @@ def narrowest(space: SpaceConfig) -> Candidate:
         Candidate(widths=(4, 4, 4), frozen_layers=1)
     """
     return Candidate(tuple(min(space.choices(layer)) for layer in range(space.layers)), min(space.frozen_layers))
+
+
+def widest(space: SpaceConfig) -> tuple[int, ...]:
+    """The widths of the space's largest candidate: the largest width of every layer.
+
+    Example:
+        >>> widest(SpaceConfig(layers=3, width_choices=(8, 4, 16)))
+        (16, 16, 16)
+    """
+    return tuple(max(space.choices(layer)) for layer in range(space.layers))
+
+
+def width_penalty(widths: tuple[int, ...], space: SpaceConfig, weight: float) -> float:
+    """What the proxy's score takes off its accuracy (``ProxyConfig.width_weight``): ``weight`` per
+    halving of each layer's width below the widest the space allows it.
+
+    Example:
+        >>> width_penalty((16, 4, 16), SpaceConfig(layers=3, width_choices=(4, 8, 16)), 0.01)
+        0.02
+    """
+    return weight * sum(math.log2(top / width) for top, width in zip(widest(space), widths, strict=True))
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

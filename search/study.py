@@ -51,8 +51,11 @@ def config_to_json(config: Config) -> str:
 
 
 def study_config(config: Config, stored_json: str) -> Config:
-    """The resumed study's own space/model/proxy/data over this command's other settings."""
-    return from_mapping(json.loads(stored_json), base=config)
+    """The resumed study's own space/model/proxy/data over this command's other settings. A study
+    stored before ``width_weight`` existed scored the accuracy alone: it keeps doing so."""
+    stored = json.loads(stored_json)
+    stored.setdefault("proxy", {}).setdefault("width_weight", 0.0)
+    return from_mapping(stored, base=config)
 
 
 def open_storage(config: Config) -> optuna.storages.RDBStorage:
@@ -172,7 +175,9 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     # Optuna's pruners take one objective; a pareto search prunes by dominance (search/pareto.py).
     pareto = config.search.objective == "pareto"
     study.pruner = optuna.pruners.NopPruner() if pareto else make_pruner(config.search.pruner, config.proxy.epochs)
-    scoring = (f"proxy, {describe(config.proxy, data.x_train.shape[0])}" if config.search.scorer == "proxy"
+    penalty = (f", less {config.proxy.width_weight:g} per halving of a layer's width below the widest"
+               if config.proxy.width_weight else "")
+    scoring = (f"proxy, {describe(config.proxy, data.x_train.shape[0])}{penalty}" if config.search.scorer == "proxy"
                else config.search.scorer)
     emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name, scoring))
 
@@ -251,7 +256,8 @@ def front_rows(front: list[TrialSummary], full: tuple[FullSummary, ...]) -> list
     for member in front:
         done = trained.get(member.number)
         rows.append({"trial": member.number, "widths": member.label, "frozen_layers": member.frozen_layers,
-                     "proxy_val_acc": member.score, "total_params": member.total_params, "macs": member.macs,
+                     "proxy_score": member.score, "proxy_val_acc": member.accuracy,
+                     "total_params": member.total_params, "macs": member.macs,
                      "latency_ms": member.latency_ms, "trained": "full" if done is not None else "proxy",
                      "full_val_acc": done.val_acc if done is not None else None,
                      "full_run_id": done.run_id if done is not None else None})
@@ -369,8 +375,8 @@ def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
     best = result.best
     if best is not None:
         metrics["best_score"] = best.score
-        if result.scorer == "proxy":  # the score is a validation accuracy
-            metrics["best_val_acc"] = best.score
+        if result.scorer == "proxy":  # the score is a validation accuracy less its width penalty
+            metrics["best_val_acc"] = best.accuracy
         tracker.set_tags(result.parent_run_id, {"best_widths": best.label, "best_trial": best.number})
         tracker.log_json(result.parent_run_id, best.row(), "best.json")
     if result.full:

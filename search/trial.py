@@ -4,10 +4,12 @@
 a Ray worker for the Ray backend): it measures the candidate's cost on the data's device,
 opens the trial's MLflow run (``trial-N``, params, cost metrics), rejects a candidate over a
 limit before any training, scores it with the configured scorer (the proxy, or a zero-cost
-one), logs every epoch and closes the run with the trial's state. The backends differ only
-in what they do around it: how they ask for candidates, the ``on_epoch`` hook (which may
-raise ``optuna.TrialPruned`` or ``BudgetExhausted`` to stop the trial) and how they tell
-Optuna the outcome.
+one), logs every epoch and closes the run with the trial's state. The proxy's score is its
+accuracy less ``width_weight`` per halving of each layer's width below the space's widest
+(``score_penalty``): known before training, so every epoch's value is the score so far.
+The backends differ only in what they do around it: how they ask for candidates, the
+``on_epoch`` hook (which may raise ``optuna.TrialPruned`` or ``BudgetExhausted`` to stop the
+trial) and how they tell Optuna the outcome.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from search.data import TensorData
 from search.events import EventHandler, TrialEnded
 from search.proxy import Candidate, ProxyResult, score_candidate
 from search.results import TrialSummary, rank_completed
-from search.space import trial_identity
+from search.space import trial_identity, width_penalty
 from search.tracking import Tracker
 from search.train import EpochMetrics
 
@@ -45,6 +47,12 @@ class TrialOutcome:
     note: str | None = None  # why it was rejected, stopped or failed
     seconds: float = 0.0
     epoch_s: float | None = None  # mean seconds of one training epoch (without evaluation)
+    penalty: float = 0.0  # what the score takes off the proxy's accuracy (score_penalty)
+
+    @property
+    def score(self) -> float | None:
+        """What ranks the trial: the scorer's value less the penalty (None unless complete)."""
+        return None if self.result is None else self.result.score - self.penalty
 
 
 def score(candidate: Candidate, data: TensorData, config: Config,
@@ -57,6 +65,14 @@ def score(candidate: Candidate, data: TensorData, config: Config,
         settings = ScorerSettings(config.model, config.proxy, config.search.seed)
         return zero_cost_trial(config.search.scorer, candidate, data, settings)
     return score_candidate(candidate, data, config.model, config.proxy, config.search.seed, on_epoch=on_epoch)
+
+
+def score_penalty(candidate: Candidate, config: Config) -> float:
+    """What the trial's score takes off the proxy's accuracy: ``width_weight`` per halving of each
+    layer's width below the space's widest (0 for a zero-cost scorer)."""
+    if config.search.scorer != "proxy":
+        return 0.0
+    return width_penalty(candidate.widths, config.space, config.proxy.width_weight)
 
 
 def cost_metrics(cost: Cost) -> dict[str, float]:
@@ -72,20 +88,22 @@ def run_trial(
     tracker: Tracker,
     parent_id: str,
     study_name: str,
-    on_epoch: Callable[[EpochMetrics], None],
+    on_epoch: Callable[[EpochMetrics, float], None],
     on_start: Callable[[dict[str, Any], Cost], None] | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> TrialOutcome:
     """Score ``candidate`` as trial ``number`` under ``parent_id``, recording it in MLflow.
 
     ``on_start`` sees the trial's identity and cost once its run is open (before training);
-    ``on_epoch`` sees every epoch after it is logged and may raise ``optuna.TrialPruned`` or
+    ``on_epoch`` sees every epoch's metrics and score (what prunes and ranks the trial) after
+    they are logged and may raise ``optuna.TrialPruned`` or
     ``BudgetExhausted``: the trial then ends ``pruned``. Any other exception ends it
     ``failed`` with its error (tag ``error``, ``error.txt``); Ctrl-C closes the run KILLED and
     goes on up.
     """
     cost = measure_cost(candidate, data, config.model, config.search.latency_batch)
-    identity = trial_identity(candidate, cost)
+    penalty = score_penalty(candidate, config)
+    identity = {**trial_identity(candidate, cost), "width_penalty": penalty}
     run_id = tracker.start_run(
         f"trial-{number}",
         parent_id=parent_id,
@@ -105,9 +123,10 @@ def run_trial(
     epoch_times: list[float] = []
 
     def logged(metrics: EpochMetrics) -> None:
-        tracker.log_metrics(run_id, metrics.as_metrics(), step=metrics.epoch)
+        score_now = metrics.val_acc - penalty
+        tracker.log_metrics(run_id, {**metrics.as_metrics(), "score": score_now}, step=metrics.epoch)
         epoch_times.append(metrics.epoch_time_s)
-        on_epoch(metrics)
+        on_epoch(metrics, score_now)
 
     def mean_epoch_s() -> float | None:
         return sum(epoch_times) / len(epoch_times) if epoch_times else None
@@ -119,7 +138,7 @@ def run_trial(
         tracker.set_tags(run_id, {"state": "pruned", "stopped": str(stop)})
         tracker.end_run(run_id, "FINISHED")
         return TrialOutcome("pruned", identity, cost, note=str(stop), seconds=time.perf_counter() - start,
-                            epoch_s=mean_epoch_s())
+                            epoch_s=mean_epoch_s(), penalty=penalty)
     except Exception as failure:  # a trial's bug or divergence must not end the search
         error = f"{type(failure).__name__}: {failure}"
         tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
@@ -132,10 +151,13 @@ def run_trial(
         raise
     # A stop from outside (Tune ends a stopped trial's thread with SystemExit) leaves the run to
     # the backend that stopped it: it knows why (search/backends/ray_tune.py, RunCloser).
-    tracker.log_metrics(run_id, result.as_metrics())
+    outcome = TrialOutcome("complete", identity, cost, result=result, seconds=result.seconds,
+                           epoch_s=mean_epoch_s(), penalty=penalty)
+    accuracy = {"proxy_acc": result.score} if config.search.scorer == "proxy" else {}
+    tracker.log_metrics(run_id, {**result.as_metrics(), "proxy_score": outcome.score, **accuracy})
     tracker.set_tags(run_id, {"state": "complete", "feature_cache": "memory" if result.cached else "none"})
     tracker.end_run(run_id, "FINISHED")
-    return TrialOutcome("complete", identity, cost, result=result, seconds=result.seconds, epoch_s=mean_epoch_s())
+    return outcome
 
 
 # -- which trials train: the rules both backends share --------------------------------

@@ -32,12 +32,13 @@ from scipy import stats as scipy_stats
 
 from models import format_widths
 from search import pictures
-from search.config import COMBINED, PARAMS_WEIGHT, Config, DataConfig, SpaceConfig
+from search.config import COMBINED, Config, DataConfig, SpaceConfig
 from search.data import TensorData
 from search.errors import ConfigError
 from search.proxy import Candidate, describe, score_candidate
 from search.scorers import SCORERS, ScorerSettings
 from search.session import load_data, open_store
+from search.space import width_penalty
 from search.tracking import Tracker
 from search.workers import FullJob, train_many
 
@@ -506,7 +507,7 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
             log_candidate(tracker, parent_id, result, frozen, config.search.seed)
             if on_candidate is not None:
                 on_candidate(index, len(profiles), result)
-        results, names = with_combined(results, config.fidelity.scorers)
+        results, names = with_combined(results, config.fidelity.scorers, config.space, config.proxy.width_weight)
         reports = tuple(
             report_for(name, [c.scores[name] for c in results], [c.val_acc for c in results],
                        [c.cost_s[name] for c in results], [c.full_s for c in results],
@@ -523,31 +524,37 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
                             describe_sample(config), proxy_seeds, data.x_train.device.type)
 
 
-def with_combined(results: list[CandidateResult], scorers: Sequence[str]) -> tuple[list[CandidateResult], list[str]]:
+def with_combined(results: list[CandidateResult], scorers: Sequence[str], space: SpaceConfig,
+                  width_weight: float) -> tuple[list[CandidateResult], list[str]]:
     """``results`` with every combined score (``COMBINED``) whose scorers were all run added to
     their scores (its cost: theirs together), and the scorer names to report (``scorers``, then those).
 
-    Only validate has them; they say on your data whether the proxy and the parameter count
-    together rank better than either (README, "Proxy fidelity"): ``rank_mean``, the mean of
-    their ranks, and ``proxy_params``, the proxy's accuracy + ``PARAMS_WEIGHT`` x log2(parameters).
+    ``proxy_score`` is the score a search gives the proxy: its accuracy less ``width_weight`` per
+    halving of each layer's width below the widest ``space`` allows (not reported when
+    ``width_weight`` is 0: it is then the proxy's row); ``rank_mean``, the mean of the proxy's and
+    the parameter count's ranks, says whether the two together rank better than either (README,
+    "Proxy fidelity").
     """
-    combined = [name for name, (parts, _) in COMBINED.items() if all(part in scorers for part in parts)]
+    combined = [name for name, (parts, _) in COMBINED.items() if all(part in scorers for part in parts)
+                and not (name == "proxy_score" and width_weight == 0)]
     for name in combined:
         parts, _ = COMBINED[name]
-        values = combined_scores(name, [[c.scores[part] for c in results] for part in parts])
+        values = combined_scores(name, results, space, width_weight)
         results = [replace(c, scores={**c.scores, name: value},
                            cost_s={**c.cost_s, name: sum(c.cost_s[part] for part in parts)})
                    for c, value in zip(results, values, strict=True)]
     return results, [*scorers, *combined]
 
 
-def combined_scores(name: str, parts: Sequence[Sequence[float]]) -> list[float]:
-    """The combined score ``name`` of each candidate from its parts' scores (in ``COMBINED``'s order)."""
+def combined_scores(name: str, results: Sequence[CandidateResult], space: SpaceConfig,
+                    width_weight: float) -> list[float]:
+    """The combined score ``name`` of each candidate, from its scores and widths."""
     if name == "rank_mean":
-        return [float(rank) for rank in np.mean([scipy_stats.rankdata(part) for part in parts], axis=0)]
-    if name == "proxy_params":
-        proxy, params = parts
-        return [accuracy + PARAMS_WEIGHT * math.log2(count) for accuracy, count in zip(proxy, params, strict=True)]
+        parts = COMBINED[name][0]
+        ranks = [scipy_stats.rankdata([c.scores[part] for c in results]) for part in parts]
+        return [float(rank) for rank in np.mean(ranks, axis=0)]
+    if name == "proxy_score":
+        return [c.scores["proxy"] - width_penalty(c.widths, space, width_weight) for c in results]
     raise ValueError(f"no rule for the combined score {name!r}")
 
 

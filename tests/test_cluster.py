@@ -343,10 +343,16 @@ def test_a_search_on_a_ray_cluster_keeps_the_local_layout_and_trains_its_candida
     proxy = [r for r in tracker.children(parent_id) if r.data.tags.get("phase") == "proxy"]
     assert len(proxy) == 3 and all(c.info.status == "FINISHED" for c in proxy)
     assert {c.info.run_id for c in proxy} == {t.user_attrs["mlflow_run_id"] for t in trials}
+    by_run = {t.user_attrs["mlflow_run_id"]: t for t in trials}
     for child in proxy:
         assert child.data.tags["backend"] == "ray"
         history = tracker.client.get_metric_history(child.info.run_id, "val_acc")
         assert sorted(m.step for m in history) == [1, 2]
+        # The worker's score, told by the driver: the accuracy less the trial's width penalty.
+        trial = by_run[child.info.run_id]
+        assert trial.value == pytest.approx(child.data.metrics["proxy_acc"] - trial.user_attrs["width_penalty"])
+        assert trial.intermediate_values[1] == pytest.approx(
+            {m.step: m.value for m in history}[1] - trial.user_attrs["width_penalty"])
 
     # The second phase: each candidate a Ray task on the cluster's workers.
     full = [r for r in tracker.children(parent_id) if r.data.tags.get("phase") == "full"]

@@ -1,8 +1,10 @@
+import json
 from pathlib import Path
 
 import pytest
 
 from search.config import Config, ConfigError, SpaceConfig, from_mapping, load_toml, parse_duration, parse_int_list
+from search.study import study_config
 
 
 @pytest.mark.parametrize(
@@ -57,6 +59,23 @@ def test_proxy_lr_fan_in_is_off_by_default_and_set_by_a_channel_count_or_none(tm
     assert settings(tmp_path, '[proxy]\nlr_fan_in = "none"\n').proxy.lr_fan_in is None
     with pytest.raises(ConfigError, match="proxy lr_fan_in \\(a channel count or 'none'\\) 0"):
         settings(tmp_path, "[proxy]\nlr_fan_in = 0\n")
+
+
+def test_width_weight_is_0016_by_default_and_must_be_a_number_at_least_zero(tmp_path: Path) -> None:
+    assert Config().proxy.width_weight == 0.016
+    assert settings(tmp_path, "[proxy]\nwidth_weight = 0\n").proxy.width_weight == 0
+    assert settings(tmp_path, "[proxy]\nwidth_weight = 0.05\n").proxy.width_weight == 0.05
+    for bad in ('"auto"', "-0.01", "true", "inf"):
+        with pytest.raises(ConfigError, match="proxy width_weight .* must be a number >= 0"):
+            settings(tmp_path, f"[proxy]\nwidth_weight = {bad}\n")
+
+
+def test_a_study_stored_before_width_weight_is_resumed_with_the_accuracy_alone() -> None:
+    old = json.dumps({"proxy": {"epochs": 3}, "space": {"layers": 4}})
+    resumed = study_config(Config(), old)
+    assert resumed.proxy.width_weight == 0.0 and resumed.proxy.epochs == 3 and resumed.space.layers == 4
+    new = json.dumps({"proxy": {"width_weight": 0.03}})
+    assert study_config(Config(), new).proxy.width_weight == 0.03
 
 
 def test_texture_size_is_16_by_default_and_a_small_one_is_named(tmp_path: Path) -> None:

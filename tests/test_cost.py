@@ -111,7 +111,7 @@ def test_a_pareto_search_returns_a_front_that_no_trial_dominates(tmp_path: Path)
     artifacts = {a.path for a in tracker.client.list_artifacts(result.parent_run_id, "comparison")}
     assert "comparison/pareto.png" in artifacts
     rows = (tracker.download(result.parent_run_id, "pareto.csv", tmp_path / "down")).read_text().splitlines()
-    assert len(rows) == 1 + len(front) and rows[0].startswith("trial,widths,frozen_layers,proxy_val_acc")
+    assert len(rows) == 1 + len(front) and rows[0].startswith("trial,widths,frozen_layers,proxy_score,proxy_val_acc")
     assert tracker.get_run(result.parent_run_id).data.metrics["front_size"] == len(front)
 
 

@@ -65,28 +65,31 @@ def test_the_driver_asks_and_tells_the_study_as_the_local_backend_does(tmp_path:
     ended: list[object] = []
     searcher = ray_tune.make_searcher_class()(study, space, "params", 2, budget, budget, None, ended.append)
     identity = {"widths": "4-8", "frozen_layers": 1, "total_params": 100, "trained_params": 60, "frozen_params": 40,
-                "macs": 1000, "latency_ms": 1.0, "mlflow_run_id": "r", "cost": 100}
+                "macs": 1000, "latency_ms": 1.0, "mlflow_run_id": "r", "cost": 100, "width_penalty": 0.05}
     epoch = {"train_loss": 1.0, "val_loss": 1.0, "epoch_time_s": 0.1, "eval_time_s": 0.01, "images_per_s": 10.0}
 
     first = searcher.suggest("a")  # the enqueued middle profile, as locally
     assert first["number"] == 0 and first["frozen_layers"] == 1 and len(first["widths"]) == 2
     identity["widths"] = "-".join(map(str, first["widths"]))
-    searcher.on_trial_result("a", {**identity, **epoch, "epoch": 1, "val_acc": 0.5})
-    searcher.on_trial_complete("a", {**identity, **epoch, "epoch": 2, "val_acc": 0.75, "complete": True,
+    # The score is the accuracy less the trial's parameter penalty (search.trial.score_penalty, on the worker).
+    searcher.on_trial_result("a", {**identity, **epoch, "epoch": 1, "val_acc": 0.55, "score": 0.5})
+    searcher.on_trial_complete("a", {**identity, **epoch, "epoch": 2, "val_acc": 0.8, "score": 0.75, "complete": True,
                                      "seconds": 2.0, "cached": True})
     searcher.suggest("b")
-    searcher.on_trial_result("b", {**identity, **epoch, "epoch": 1, "val_acc": 0.25})
-    searcher.on_trial_complete("b", {**identity, **epoch, "epoch": 1, "val_acc": 0.25})  # ASHA stopped it
+    searcher.on_trial_result("b", {**identity, **epoch, "epoch": 1, "val_acc": 0.3, "score": 0.25})
+    searcher.on_trial_complete("b", {**identity, **epoch, "epoch": 1, "val_acc": 0.3, "score": 0.25})  # ASHA stopped it
     searcher.suggest("c")
     searcher.on_trial_complete("c", None, error=True)  # raised, or its worker was lost
     searcher.suggest("d")
-    searcher.on_trial_complete("d", {**identity, "epoch": 0, "val_acc": 0.0, "rejected": "params 100 > 50"})
+    searcher.on_trial_complete("d", {**identity, "epoch": 0, "val_acc": 0.0, "score": 0.0,
+                                     "rejected": "params 100 > 50"})
 
     trials = [t for t in study.get_trials() if "same_as" not in t.user_attrs]
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
                                              TrialState.PRUNED]
     assert trials[0].value == 0.75 and trials[0].intermediate_values == {1: 0.5, 2: 0.75}
     assert trials[0].user_attrs["mlflow_run_id"] == "r" and trials[0].user_attrs["cached"] is True
+    assert trials[0].user_attrs["width_penalty"] == 0.05
     assert trials[1].intermediate_values == {1: 0.25} and "error" in trials[2].user_attrs
     assert trials[3].user_attrs["rejected"] == "params 100 > 50"
     # A profile scored before takes its score without a Tune trial (local backend's same_as).

@@ -1,5 +1,6 @@
 """End to end: real searches on tiny synthetic data, then the stores read back."""
 
+import math
 import os
 import shlex
 import signal
@@ -66,7 +67,13 @@ def test_search_run_logs_parent_children_and_epochs_and_keeps_the_study(tmp_path
     # Ties go to the fewer trained parameters, then the earlier trial.
     best = min(trials, key=lambda t: (-t.value, t.user_attrs["trained_params"], t.number))
     assert parent.data.tags["best_widths"] == best.user_attrs["widths"]
-    assert parent.data.metrics["best_val_acc"] == study.best_value == best.value
+    # The score: the proxy's accuracy less 0.016 per halving of each layer's width below 16 (--width-range 4:16:4).
+    penalty = {t.number: 0.016 * sum(math.log2(16 / int(w)) for w in t.user_attrs["widths"].split("-"))
+               for t in trials}
+    assert all(t.user_attrs["width_penalty"] == pytest.approx(penalty[t.number]) for t in trials)
+    assert all(penalty[t.number] > 0 for t in trials if t.user_attrs["widths"] != "16-16-16")
+    assert parent.data.metrics["best_score"] == study.best_value == best.value
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(best.value + penalty[best.number])
     artifacts = {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
     assert {"results.csv", "best.json"} <= artifacts
 
@@ -80,10 +87,16 @@ def test_search_run_logs_parent_children_and_epochs_and_keeps_the_study(tmp_path
         assert params["frozen_layers"] == "1" and params["seed"] == "3"
         assert int(params["trained_params"]) > 0 and int(params["frozen_params"]) > 0
         assert child.data.tags["phase"] == "proxy"
-        for metric in ("epoch_time_s", "images_per_s", "train_loss", "val_acc"):
+        for metric in ("epoch_time_s", "images_per_s", "train_loss", "val_acc", "score"):
             history = tracker.client.get_metric_history(child.info.run_id, metric)
             assert sorted(m.step for m in history) == [1, 2]
-        assert child.data.metrics["val_acc"] == trial.value
+        accuracy = {m.step: m.value for m in tracker.client.get_metric_history(child.info.run_id, "val_acc")}
+        scores = {m.step: m.value for m in tracker.client.get_metric_history(child.info.run_id, "score")}
+        assert scores == pytest.approx({step: value - penalty[trial.number] for step, value in accuracy.items()})
+        assert float(params["width_penalty"]) == trial.user_attrs["width_penalty"]
+        assert child.data.metrics["proxy_acc"] == child.data.metrics["val_acc"] == accuracy[2]
+        assert child.data.metrics["proxy_score"] == trial.value == pytest.approx(scores[2])
+        assert trial.intermediate_values == pytest.approx(scores)  # the pruner saw the scores
 
 
 def test_a_trial_that_raises_is_failed_everywhere_and_the_search_goes_on(

@@ -107,25 +107,29 @@ def test_beyond_width_separates_knowing_the_shape_from_counting_width() -> None:
     assert np.isnan(report_for("x", size, accuracy, [0.0] * 40, [1.0] * 40, 50, 0).beyond_width)  # no widths given
 
 
-def test_combined_scores_are_a_rank_mean_and_the_proxy_plus_a_weight_per_doubling_of_params() -> None:
-    def candidate(proxy: float, params: float) -> CandidateResult:
-        return CandidateResult((4, 4), (0.5,), 1.0, 0, {"proxy": proxy, "params": params, "synflow": 0.0},
+def test_combined_scores_are_a_rank_mean_and_the_search_score_the_proxy_less_a_weight_per_halved_width() -> None:
+    def candidate(widths: tuple[int, ...], proxy: float, params: float) -> CandidateResult:
+        return CandidateResult(widths, (0.5,), 1.0, 0, {"proxy": proxy, "params": params, "synflow": 0.0},
                                {"proxy": 2.0, "params": 0.5, "synflow": 0.1})
 
-    results = [candidate(0.9, 10.0), candidate(0.5, 30.0), candidate(0.7, 20.0), candidate(0.7, 40.0)]
-    combined, names = with_combined(results, ["proxy", "params", "synflow"])
-    assert names == ["proxy", "params", "synflow", "rank_mean", "proxy_params"]
+    space = SpaceConfig(layers=2, width_choices=(4, 8, 16))
+    results = [candidate((16, 16), 0.9, 10.0), candidate((4, 16), 0.5, 30.0), candidate((8, 8), 0.7, 20.0),
+               candidate((16, 8), 0.7, 40.0)]
+    combined, names = with_combined(results, ["proxy", "params", "synflow"], space, 0.01)
+    assert names == ["proxy", "params", "synflow", "rank_mean", "proxy_score"]
     # proxy ranks 4, 1, 2.5, 2.5 (ties share); params 1, 3, 2, 4
     assert [c.scores["rank_mean"] for c in combined] == [2.5, 2.0, 2.25, 3.25]
-    # 0.02 per doubling: 40 parameters add 0.02 more than 20 do, and break the proxy's tie
-    assert [c.scores["proxy_params"] for c in combined] == pytest.approx(
-        [0.9 + 0.02 * np.log2(10), 0.5 + 0.02 * np.log2(30), 0.7 + 0.02 * np.log2(20), 0.7 + 0.02 * np.log2(40)])
-    assert combined[3].scores["proxy_params"] - combined[2].scores["proxy_params"] == pytest.approx(0.02)
-    assert all(c.cost_s["rank_mean"] == c.cost_s["proxy_params"] == 2.5 for c in combined)
+    # 0.01 per halving of a layer below 16: 4-16 loses 0.02, 8-8 0.02, 16-8 0.01, which breaks the proxy's tie
+    assert [c.scores["proxy_score"] for c in combined] == pytest.approx([0.9, 0.48, 0.68, 0.69])
+    assert [c.cost_s["rank_mean"] for c in combined] == [2.5] * 4  # the parts' costs together
+    assert [c.cost_s["proxy_score"] for c in combined] == [2.0] * 4
     assert [c.scores["proxy"] for c in combined] == [0.9, 0.5, 0.7, 0.7]  # the scorers' own scores stay
-    assert with_combined(results, ["proxy", "synflow"]) == (results, ["proxy", "synflow"])
+    assert with_combined(results, ["params", "synflow"], space, 0.01) == (results, ["params", "synflow"])
+    assert with_combined(results, ["proxy", "synflow"], space, 0.01)[1] == ["proxy", "synflow", "proxy_score"]
+    # width_weight 0: the search's score is the proxy's accuracy, which has its own row
+    assert with_combined(results, ["proxy", "params"], space, 0.0)[1] == ["proxy", "params", "rank_mean"]
     with pytest.raises(ValueError, match="'other'"):  # a name in COMBINED needs its rule
-        combined_scores("other", [[0.5], [10.0]])
+        combined_scores("other", results, space, 0.01)
 
 
 def test_the_proxy_seed_report_gives_each_seeds_rho_their_agreement_and_their_means_rho() -> None:
@@ -222,7 +226,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     first = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "1"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     for field in ("Spearman rho", "tau", "beyond width", "regret", "regret@3", "s/candidate", "cost/full", "/ceiling",
-                  "proxy", "params", "synflow", "naswot", "grad_norm", "rank_mean", "proxy_params"):
+                  "proxy", "params", "synflow", "naswot", "grad_norm", "rank_mean", "proxy_score"):
         assert field in first.stdout
     assert "seed ceiling: needs --full-seeds 2 or more" in first.stdout
     assert "0 of 4 full trainings (4 candidates x 1 seed) came from the cache" in first.stdout
@@ -231,7 +235,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
                  if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "FINISHED" and parent.data.tags["phase"] == "validate"
-    for scorer in ("proxy", "params", "synflow", "grad_norm", "rank_mean", "proxy_params"):
+    for scorer in ("proxy", "params", "synflow", "grad_norm", "rank_mean", "proxy_score"):
         assert -1 <= parent.data.metrics[f"spearman_{scorer}"] <= 1
         assert parent.data.metrics[f"cost_s_{scorer}"] > 0
         assert 0 <= parent.data.metrics[f"regret_top_k_{scorer}"] <= parent.data.metrics[f"regret_{scorer}"]
@@ -493,6 +497,7 @@ def test_the_frozen_sweep_covers_k_from_zero_to_every_layer(tmp_path: Path) -> N
         (["--widths", "8-16"], "--widths goes with --frozen-sweep"),
         (["--scorers", "proxy,magic"], "unknown scorer 'magic'"),
         (["--scorers", "rank_mean"], "scorer 'rank_mean' is not chosen: validate reports it whenever proxy and params"),
+        (["--scorers", "proxy_score"], "validate reports it whenever proxy is among the scorers"),
         (["--candidates", "2"], "candidates 2 must be an integer >= 3"),
         (["--proxy-seeds", "2", "--scorers", "params"], "proxy seeds 2: the proxy is not among the scorers (params)"),
         (["--proxy-seeds", "0"], "proxy seeds 0 is not a positive integer"),

@@ -117,16 +117,16 @@ def run_one(ctx: LocalTrials, finish: bool = False) -> bool:
         cost_value = cost.value(config.search.cost)
         emit(TrialStarted(trial.number, candidate))
 
-    def report(metrics: EpochMetrics) -> None:
+    def report(metrics: EpochMetrics, score: float) -> None:
         emit(EpochDone(trial.number, metrics))
         if pareto:  # Optuna's pruners take one objective: prune by dominance instead (search/pareto.py)
-            curve.append(metrics.val_acc)
+            curve.append(score)
             trial.set_user_attr("curve", curve)
         else:
-            trial.report(metrics.val_acc, metrics.epoch)
+            trial.report(score, metrics.epoch)
         if metrics.epoch < epochs:
             if pareto and config.search.pruner != "none" and dominated_at(
-                    metrics.epoch, metrics.val_acc, cost_value,
+                    metrics.epoch, score, cost_value,
                     completed_curves(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))):
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}: dominated")
             if not pareto and trial.should_prune():
@@ -145,9 +145,9 @@ def run_one(ctx: LocalTrials, finish: bool = False) -> bool:
     if outcome.epoch_s is not None:
         trial.set_user_attr("epoch_s", outcome.epoch_s)
     if outcome.state == "complete":
-        assert outcome.result is not None
+        assert outcome.result is not None and outcome.score is not None
         trial.set_user_attr("cached", outcome.result.cached)
-        score = outcome.result.score
+        score = outcome.score
         study.tell(trial, [score, outcome.cost.value(config.search.cost)] if pareto else score)
     elif outcome.state == "failed":
         trial.set_user_attr("error", outcome.note)

@@ -12,7 +12,8 @@
   is PRUNED, one that raised FAILED, one over a limit PRUNED with ``rejected``, a candidate
   scored before takes the earlier score without training (``same_as``), and no trial starts
   that the time left cannot finish.
-- ``ASHAScheduler`` prunes on the per-epoch ``val_acc`` (not for pareto searches, which prune
+- ``ASHAScheduler`` prunes on the per-epoch ``score`` (the local backend's: the accuracy less
+  ``search.trial.score_penalty``; not for pareto searches, which prune
   by dominance in the ``ShareStopper``, nor for zero-cost scorers, which have no epochs).
 - The dataset goes into Ray's object store once (``tune.with_parameters``); each trial moves
   it to its device, the GPU Ray assigned it when there is one, so cached features live there.
@@ -196,12 +197,13 @@ def trial_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
     def started(trial_identity: dict[str, Any], cost: Cost) -> None:
         identity.update(trial_identity, cost=cost.value(config.search.cost))
 
-    def report(metrics: EpochMetrics) -> None:
+    def report(metrics: EpochMetrics, score: float) -> None:
         epoch_times.append(metrics.epoch_time_s)
         if metrics.epoch >= config.proxy.epochs:
             return  # the outcome's report
-        tune.report({**metrics.as_metrics(), "epoch": metrics.epoch, "seconds": time.perf_counter() - start,
-                     "epoch_s": sum(epoch_times) / len(epoch_times), **identity})
+        tune.report({**metrics.as_metrics(), "score": score, "epoch": metrics.epoch,
+                     "seconds": time.perf_counter() - start, "epoch_s": sum(epoch_times) / len(epoch_times),
+                     **identity})
         if not params.get("finish") and next_epoch_overruns(metrics, context.deadline_unix - time.time()):
             raise BudgetExhausted(f"stopped after epoch {metrics.epoch}: budget spent")
 
@@ -215,12 +217,12 @@ def trial_trainable(params: dict[str, Any], context: TrialContext, data: TensorD
     if outcome.state == "failed":
         raise TrialFailed(outcome.note)
     if outcome.state == "rejected":  # never trained; the driver records it (StudySearch)
-        tune.report({**final, "epoch": 0, "val_acc": 0.0, "rejected": outcome.note})
+        tune.report({**final, "epoch": 0, "val_acc": 0.0, "score": 0.0, "rejected": outcome.note})
     elif outcome.state == "complete":
         assert outcome.result is not None
         last = outcome.result.history[-1].as_metrics() if outcome.result.history else {}
         tune.report({**last, **final, "epoch": len(outcome.result.history), "val_acc": outcome.result.score,
-                     "complete": True, "cached": outcome.result.cached})
+                     "score": outcome.score, "complete": True, "cached": outcome.result.cached})
     # pruned: stopped by the budget after an epoch already reported
 
 
@@ -235,7 +237,7 @@ def make_searcher_class() -> type:
     class StudySearch(Searcher):  # type: ignore[misc]
         def __init__(self, study: optuna.Study, space: SpaceConfig, cost: str, epochs: int, share: Budget,
                      whole: Budget, trial_cap: int | None, emit: EventHandler) -> None:
-            super().__init__(metric="val_acc", mode="max")
+            super().__init__(metric="score", mode="max")
             self.study, self.space, self.cost, self.epochs = study, space, cost, epochs
             self.share, self.whole, self.trial_cap, self.emit = share, whole, trial_cap, emit
             self.pareto = len(study.directions) > 1
@@ -287,7 +289,7 @@ def make_searcher_class() -> type:
         def record(self, trial: optuna.Trial, result: dict | None) -> None:
             """The local backend's user attributes, from the trial's reported identity."""
             for key in (*COST_ATTRS, "widths", "frozen_layers", "mlflow_run_id", "seconds", "epoch_s", "rejected",
-                        "cached"):
+                        "cached", "width_penalty"):
                 if result and key in result:
                     trial.set_user_attr(key, result[key])
 
@@ -300,17 +302,17 @@ def make_searcher_class() -> type:
             self.observe(trial_id, trial, result)
 
         def observe(self, trial_id: str, trial: optuna.Trial, result: dict) -> None:
-            """An epoch's accuracy, once: Optuna's intermediate value, or the curve of a pareto search."""
+            """An epoch's score, once: Optuna's intermediate value, or the curve of a pareto search."""
             if "train_loss" not in result:  # rejected, or a zero-cost score: no epoch
                 return
             curve = self.curves.setdefault(trial_id, [])
             if result["epoch"] <= len(curve):
                 return
-            curve.append(result["val_acc"])
+            curve.append(result["score"])
             if self.pareto:  # Optuna keeps no intermediate values for several objectives: the curve, for pruning
                 trial.set_user_attr("curve", curve)
             else:
-                trial.report(result["val_acc"], result["epoch"])
+                trial.report(result["score"], result["epoch"])
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             trial = self.asked.pop(trial_id, None)
@@ -323,7 +325,7 @@ def make_searcher_class() -> type:
                 trial.set_user_attr("error", "the trial raised or its worker was lost (see its MLflow run)")
                 self.study.tell(trial, state=TrialState.FAIL)
             elif result and result.get("complete"):
-                score = result["val_acc"]
+                score = result["score"]
                 self.study.tell(trial, [score, result["cost"]] if self.pareto else score)
             else:  # rejected (over a limit), or stopped by ASHA, the dominance rule or the budget
                 self.study.tell(trial, state=TrialState.PRUNED)
@@ -409,7 +411,7 @@ def make_stopper_class() -> type:
             if study is None or not self.dominance or "rejected" in result or not 0 < epoch < self.epochs:
                 return False
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            return dominated_at(epoch, result["val_acc"], result["cost"], completed_curves(complete))
+            return dominated_at(epoch, result["score"], result["cost"], completed_curves(complete))
 
         def stop_all(self) -> bool:
             study = getattr(self, "study", None)
@@ -460,7 +462,7 @@ class RayTrials:
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             tune_config=tune.TuneConfig(
-                metric=None if pareto else "val_acc",  # the searcher holds both of a pareto search's metrics
+                metric=None if pareto else "score",  # the searcher holds both of a pareto search's metrics
                 mode=None if pareto else "max",
                 search_alg=searcher,
                 scheduler=scheduler,
