@@ -157,7 +157,8 @@ SCORE_CAPTION = "score: the proxy's accuracy (acc) less width_weight per halving
 
 
 def score_meaning(scorer: str) -> str:
-    return "score: the proxy's validation accuracy" if scorer == "proxy" else f"score: {scorer}'s"
+    """What a search's score is, in words, when no width penalty was taken off it."""
+    return "score: the proxy's validation accuracy" if scorer == "proxy" else f"score: the {scorer} score"
 
 
 def results_table(result: SearchResult, rows: int = TOP_ROWS) -> Table:
