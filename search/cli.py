@@ -324,6 +324,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group.add_argument("--width-weight", type=float, metavar="W", help="the score is the proxy's accuracy less W "
                        f"per halving of each layer's width below the widest the space allows (default {WIDTH_WEIGHT}; "
                        "0: the accuracy alone)")
+    group.add_argument("--frozen-per-replica", action="store_true", default=None, help="each copy of the top over "
+                       "its own random frozen layers (seed + r), at the same training cost and replicas x the "
+                       "feature memory (default: one set shared by the copies)")
     group.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
     group.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     group.add_argument("--cache-mb", type=float, metavar="MB", help="keep a trial's frozen features in memory up "
@@ -413,7 +416,8 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         },
         "space": {"layers": args.layers},
         "proxy": {"epochs": args.proxy_epochs, "replicas": args.proxy_replicas, "train_images": args.proxy_images,
-                  "width_weight": args.width_weight, "batch_size": args.batch_size,
+                  "width_weight": args.width_weight,
+                  "frozen_per_replica": args.frozen_per_replica, "batch_size": args.batch_size,
                   "lr": args.lr, "cache_mb": args.cache_mb, "amp": args.amp},
         "ray": {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
                 "gpus_per_full": args.gpus_per_full,
@@ -468,7 +472,7 @@ def require_tracking_server(tracking_uri: str | None) -> None:
 FLAG_NAMES = (
     "config", "budget", "trials", "seed", "pruner", "sampler", "device", "dataset", "data_dir", "download",
     "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "proxy_replicas",
-    "proxy_images", "width_weight", "batch_size", "lr", "cache_mb",
+    "proxy_images", "width_weight", "frozen_per_replica", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "sample", "scorers", "bootstrap", "full_seeds", "proxy_seeds",

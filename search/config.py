@@ -122,6 +122,10 @@ class ProxyConfig:
     # Copies of the top with their own random initial weights, trained side by side over the
     # same frozen features; the score is their mean validation accuracy.
     replicas: int = 2
+    # Each copy over its own random frozen layers (seed + r) instead: the same training cost,
+    # replicas x the feature memory. Ranked better on 10 of 12 development ground truths (README,
+    # "A lead measured but not used yet"); not yet measured at 28x28, so off by default.
+    frozen_per_replica: bool = False
     # A trained conv layer that reads more than lr_fan_in channels learns at
     # lr x sqrt(lr_fan_in / channels) (None, "none" in TOML: every layer at lr). With one rate a
     # wide trained layer moves further per step than a narrow one. 16 ranked better on the
@@ -477,6 +481,8 @@ def _validate_proxy(proxy: ProxyConfig) -> None:
         _require_positive_int(proxy.lr_fan_in, "proxy lr_fan_in (a channel count or 'none')")
     if proxy.decay not in DECAYS:
         raise ConfigError(f"unknown learning-rate decay {proxy.decay!r}; choose one of {', '.join(DECAYS)}")
+    if not isinstance(proxy.frozen_per_replica, bool):
+        raise ConfigError(f"proxy frozen_per_replica {proxy.frozen_per_replica!r} must be true or false")
     weight = proxy.width_weight
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
         raise ConfigError(f"proxy width_weight {weight!r} must be a number >= 0 (accuracy per halving of a "

@@ -127,6 +127,24 @@ def cached_features(model: ConvNet, x_train: torch.Tensor, x_val: torch.Tensor,
     return x_train, x_val
 
 
+def frozen_transform(model: ConvNet, x_train: torch.Tensor, standardise: bool) -> nn.Module:
+    """The frozen blocks of ``model`` as a per-batch transform (features not cached), standardised
+    with the training split's statistics."""
+    lower = model.lower().eval()
+    return nn.Sequential(lower, Standardise.of(feature_batches(lower, x_train))) if standardise else lower
+
+
+class SideBySide(nn.Module):
+    """Each part's output over the same input, concatenated along the channels (one part: its own)."""
+
+    def __init__(self, parts: list[nn.Module]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([part(x) for part in self.parts], dim=1)
+
+
 class Standardise(nn.Module):
     """Per-channel (x - mean) / std with fixed statistics: the frozen features' scale, removed."""
 
@@ -174,27 +192,33 @@ def score_candidate(
         True
     """
     start = time.perf_counter()
-    model = build_model(candidate, data, model_config, seed).zero_classifier_()
+    # Replica r > 0 takes the top of the same profile built with seed + r; its lower blocks are
+    # unused, or with frozen_per_replica its own frozen features, side by side with the others'.
+    tops = [build_model(candidate, data, model_config, seed + r).zero_classifier_() for r in range(proxy.replicas)]
+    model = tops[0]
+    lowers = tops if proxy.frozen_per_replica and candidate.frozen_layers > 0 else tops[:1]
     x_train, y_train = data.x_train[: proxy.train_images], data.y_train[: proxy.train_images]
     x_val = data.x_val
     n_images = x_train.shape[0] + x_val.shape[0]
-    cached = candidate.frozen_layers > 0 and feature_bytes(model, n_images) <= proxy.cache_mb * 2**20
+    cached = candidate.frozen_layers > 0 and len(lowers) * feature_bytes(model, n_images) <= proxy.cache_mb * 2**20
     transform = None
     reused = False
     if cached:
-        (x_train, x_val), reused = data.derived.get(
-            lower_key(model, proxy), lambda: cached_features(model, x_train, x_val, proxy.standardise),
-            max_bytes=proxy.cache_mb * 2**20)
+        def compute() -> tuple[torch.Tensor, torch.Tensor]:
+            splits = [cached_features(lower, x_train, x_val, proxy.standardise) for lower in lowers]
+            return torch.cat([s[0] for s in splits], dim=1), torch.cat([s[1] for s in splits], dim=1)
+
+        (x_train, x_val), reused = data.derived.get(tuple(lower_key(lower, proxy) for lower in lowers), compute,
+                                                    max_bytes=proxy.cache_mb * 2**20)
     elif candidate.frozen_layers > 0:
-        transform = model.lower().eval()
-        if proxy.standardise:
-            transform = nn.Sequential(transform, Standardise.of(feature_batches(transform, x_train)))
+        transform = SideBySide([frozen_transform(lower, x_train, proxy.standardise) for lower in lowers])
     cache_time_s = time.perf_counter() - start
 
-    # Replica r > 0 takes the top of the same profile built with seed + r (its lower blocks unused).
-    tops = [model, *(build_model(candidate, data, model_config, seed + r).zero_classifier_()
-                     for r in range(1, proxy.replicas))]
-    upper = model.upper() if len(tops) == 1 else Replicas([top.upper() for top in tops])
+    if len(tops) == 1:
+        upper = model.upper()
+    else:
+        split = model.feature_shape(candidate.frozen_layers)[0] if len(lowers) > 1 else None
+        upper = Replicas([top.upper() for top in tops], split=split)
 
     def constrain() -> None:
         for top in tops:

@@ -105,19 +105,26 @@ class Replicas(nn.Module):
     same batches: ``forward`` stacks their logits (R, B, classes). ``fit`` and ``evaluate``
     treat stacked logits as R independent models: each replica's gradient is its own loss's,
     and the metrics are the replicas' means (one seed's score is noisy; their mean is less so).
+    With ``split``, the input holds each copy's own features, ``split`` channels each, side by
+    side along dimension 1, and copy r reads the r-th block.
 
     Example:
         >>> net = Replicas([nn.Linear(4, 3), nn.Linear(4, 3)])
         >>> net(torch.zeros(5, 4)).shape
         torch.Size([2, 5, 3])
+        >>> Replicas([nn.Linear(4, 3), nn.Linear(4, 3)], split=4)(torch.zeros(5, 8)).shape
+        torch.Size([2, 5, 3])
     """
 
-    def __init__(self, copies: list[nn.Module]) -> None:
+    def __init__(self, copies: list[nn.Module], split: int | None = None) -> None:
         super().__init__()
         self.copies = nn.ModuleList(copies)
+        self.split = split
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([copy(x) for copy in self.copies])
+        if self.split is None:
+            return torch.stack([copy(x) for copy in self.copies])
+        return torch.stack([copy(part) for copy, part in zip(self.copies, x.split(self.split, dim=1), strict=True)])
 
 
 def as_replicas(logits: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,11 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from search.config import ModelConfig, ProxyConfig
 from search.data import TensorData, make_synthetic
-from search.proxy import Candidate, build_model, frozen_features, score_candidate
+from search.proxy import Candidate, build_model, cached_features, frozen_features, lower_key, score_candidate
 from search.train import EpochMetrics
 
 MODEL = ModelConfig(hidden=(16,))
@@ -105,3 +107,32 @@ def test_lr_fan_in_slows_only_trained_layers_that_read_many_channels(tiny_data: 
     assert losses((4, 8, 8), 8) == losses((4, 8, 8), None)
     # the first trained layer reads 32 frozen channels: it learns at half the rate with 8
     assert losses((32, 8, 8), 8) != losses((32, 8, 8), None)
+
+
+def test_frozen_per_replica_gives_each_top_its_own_random_frozen_layers(tiny_data: TensorData) -> None:
+    candidate = Candidate((4, 8, 8), 2)
+    shared = ProxyConfig(epochs=2, batch_size=32)
+    own = replace(shared, frozen_per_replica=True)
+    result = score_candidate(candidate, tiny_data, MODEL, own, seed=0)
+    assert result.cached and tiny_data.derived.nbytes == 2 * (256 + 128) * 8 * 4 * 4 * 4  # two sets of 8 channels
+    # Side by side: replica 0 reads seed 0's frozen features, replica 1 seed 1's.
+    key = tuple(lower_key(build_model(candidate, tiny_data, MODEL, s), own) for s in (0, 1))
+    (x_train, x_val), kept = tiny_data.derived.get(key, lambda: pytest.fail("the features were not kept"), 1e9)
+    for s, channels in ((0, slice(0, 8)), (1, slice(8, 16))):
+        model = build_model(candidate, tiny_data, MODEL, s)
+        expected = cached_features(model, tiny_data.x_train, tiny_data.x_val, True)
+        torch.testing.assert_close(x_train[:, channels], expected[0])
+        torch.testing.assert_close(x_val[:, channels], expected[1])
+    # Computed per batch instead, the tops learn the same; shared features train differently.
+    uncached = score_candidate(candidate, tiny_data, MODEL, replace(own, cache_mb=0), seed=0)
+    assert not uncached.cached
+    for a, b in zip(result.history, uncached.history, strict=True):
+        assert abs(a.train_loss - b.train_loss) < 1e-4
+    def fresh() -> TensorData:  # the same data with nothing kept
+        return make_synthetic(256, 128, num_classes=4, image_size=8, seed=0)
+
+    one_set = score_candidate(candidate, fresh(), MODEL, shared, 0)
+    assert [m.train_loss for m in one_set.history] != [m.train_loss for m in result.history]
+    # One replica has one set of frozen layers either way.
+    alone = [score_candidate(candidate, fresh(), MODEL, replace(proxy, replicas=1), 0).score for proxy in (shared, own)]
+    assert alone[0] == alone[1]
