@@ -135,7 +135,7 @@ def frozen_transform(model: ConvNet, x_train: torch.Tensor, standardise: bool) -
 
 
 class SideBySide(nn.Module):
-    """Each part's output over the same input, concatenated along the channels (one part: its own)."""
+    """Each part's output over the same input, concatenated along the channels."""
 
     def __init__(self, parts: list[nn.Module]) -> None:
         super().__init__()
@@ -206,12 +206,15 @@ def score_candidate(
     if cached:
         def compute() -> tuple[torch.Tensor, torch.Tensor]:
             splits = [cached_features(lower, x_train, x_val, proxy.standardise) for lower in lowers]
+            if len(splits) == 1:  # one set of frozen layers: no copy
+                return splits[0]
             return torch.cat([s[0] for s in splits], dim=1), torch.cat([s[1] for s in splits], dim=1)
 
         (x_train, x_val), reused = data.derived.get(tuple(lower_key(lower, proxy) for lower in lowers), compute,
                                                     max_bytes=proxy.cache_mb * 2**20)
     elif candidate.frozen_layers > 0:
-        transform = SideBySide([frozen_transform(lower, x_train, proxy.standardise) for lower in lowers])
+        parts = [frozen_transform(lower, x_train, proxy.standardise) for lower in lowers]
+        transform = parts[0] if len(parts) == 1 else SideBySide(parts)  # no copy per batch for one set
     cache_time_s = time.perf_counter() - start
 
     if len(tops) == 1:
