@@ -194,6 +194,17 @@ def build_parser() -> Parser:
     inspect.add_argument("--analysis-images", type=int, metavar="N", help="validation images for the ablations "
                          "(default 512)")
 
+    export = commands.add_parser(
+        "export",
+        help="write a logged model to a file you keep (search.load_checkpoint reads it)",
+        description="Load the weights logged by a full-training run (the winner of search run, search train, "
+        "slim or simplify), check them on the run's validation split, and write them with the architecture, the "
+        "data settings and the input normalisation to one file that search.load_checkpoint reads.",
+    )
+    add_logged_model_arguments(export, lazy=False)
+    export.add_argument("--out", type=Path, metavar="FILE", help="the file to write (default "
+                        "STORE/models/RUN_ID.pt); an existing file is not overwritten")
+
     slim = commands.add_parser(
         "slim",
         help="remove a trained model's lazy kernels and fine-tune: the learned widths as a network",
@@ -516,6 +527,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     namespace = vars(args).copy()
     namespace.update(layers=len(widths), frozen="0")  # full training freezes nothing
     config = config_from_args(argparse.Namespace(**namespace))
+    from rich.markup import escape
+
     from models import format_widths
     from search.progress import TrainProgress, console, layers_table
     from search.study import run_training
@@ -534,6 +547,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if outcome.analysis is not None:
         console.print(layers_table(outcome.analysis))
+    console.print(f"Keep it: [bold]{escape(export_command(args, outcome.parent_run_id))}[/]")
     if config.store.tracking_uri is None:  # the store's own SQLite, which search ui opens
         console.print(f"Open the MLflow UI: [bold]search ui --store {config.store.path}[/]")
     return 0
@@ -628,6 +642,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    store = logged_model_store(args)
+    out = args.out or store.path / "models" / f"{args.run_id}.pt"
+    from rich.markup import escape
+
+    from models import format_widths
+    from search.full import export_model
+    from search.progress import console
+
+    quiet_libraries()
+    done = export_model(store, args.run_id, out, args.data_dir)
+    logged = "" if done.logged_val_acc is None else f" (logged {done.logged_val_acc:.4f})"
+    console.print(escape(f"{format_widths(done.widths)}: val_acc {done.val_acc:.4f} on the run's validation split"
+                         f"{logged}; written to {done.path}"))
+    load = f"from search import load_checkpoint; model, meta = load_checkpoint({str(done.path)!r})"
+    console.print(f"Load it: [bold]{escape(load)}[/]; " + escape("inputs are (image - meta['input_mean']) / "
+                                                               "meta['input_std'] per channel"))
+    return 0
+
+
 def fine_tune_setup(args: argparse.Namespace) -> tuple[StoreConfig, Config]:
     """The store and config of slim and simplify, their fine-tuning rate checked."""
     store = logged_model_store(args)
@@ -639,6 +673,8 @@ def fine_tune_setup(args: argparse.Namespace) -> tuple[StoreConfig, Config]:
 
 def cmd_slim(args: argparse.Namespace) -> int:
     store, config = fine_tune_setup(args)
+    from rich.markup import escape
+
     from search.progress import console, slim_table
     from search.session import resolve_device
     from search.slim import slim_run
@@ -647,7 +683,8 @@ def cmd_slim(args: argparse.Namespace) -> int:
     report = slim_run(store, args.run_id, config.full, config.full.fine_tune_epochs, args.fine_tune_lr,
                       resolve_device(config.search.device), args.data_dir, args.lazy_threshold)
     console.print(slim_table(report))
-    console.print(f"slimmed weights in run {report.run_id} (a child of {args.run_id})")
+    console.print(f"slimmed weights in run {report.run_id} (a child of {args.run_id}); keep them: "
+                  f"[bold]{escape(export_command(args, report.run_id))}[/]")
     return 0
 
 
@@ -689,6 +726,8 @@ def cmd_simplify(args: argparse.Namespace) -> int:
     store, config = fine_tune_setup(args)
     thresholds = simplify_thresholds(args)
     layers = simplify_layers(args)
+    from rich.markup import escape
+
     from search.progress import console, simplify_line, simplify_table
     from search.session import resolve_device
     from search.simplify import simplify_run
@@ -699,7 +738,8 @@ def cmd_simplify(args: argparse.Namespace) -> int:
                            on_report=lambda r: console.print(simplify_line(r)))
     console.print(simplify_table(reports))
     kept = "the simplified weights, " if len(reports) == 1 else ""
-    console.print(f"{kept}table and pictures in run {reports[0].run_id} (a child of {args.run_id})")
+    keep = f"; keep them: [bold]{escape(export_command(args, reports[0].run_id))}[/]" if len(reports) == 1 else ""
+    console.print(f"{kept}table and pictures in run {reports[0].run_id} (a child of {args.run_id}){keep}")
     return 0
 
 
@@ -782,7 +822,8 @@ def print_result(result: SearchResult, args: argparse.Namespace) -> None:
         winner = result.winner
         if winner is not None:
             console.print(f"Winner (* above): [bold]{winner.label}[/], full val_acc {winner.val_acc:.4f}, "
-                          f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}")
+                          f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}. "
+                          f"Keep it: [bold]{escape(export_command(args, winner.run_id))}[/]")
     if result.full_skipped and result.best is not None:
         command = train_command(args, result.best.label)
         console.print(f"No time was left to train in full: the best profile by the {result.scorer} is "
@@ -817,6 +858,17 @@ def train_command(args: argparse.Namespace, widths: str) -> str:
     return shlex.join(parts)
 
 
+def export_command(args: argparse.Namespace, run_id: str) -> str:
+    """``search export`` of ``run_id`` from this run's store or tracking server, ready to paste."""
+    import shlex
+
+    parts = ["search", "export", run_id]
+    for flag, dest in (("--store", "store"), ("--tracking-uri", "tracking_uri")):
+        if (value := getattr(args, dest, None)) is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
 def overrun_note(result: SearchResult) -> str:
     """What the last line says of time past the budget: nothing under a second."""
     if result.budget_s is None or result.overrun_s < 1.0:
@@ -847,6 +899,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "inspect":
             return cmd_inspect(args)
+        if args.command == "export":
+            return cmd_export(args)
         if args.command == "validate":
             return cmd_validate(args)
         if args.command == "submit":

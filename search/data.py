@@ -79,6 +79,16 @@ class DerivedCache:
 
 
 @dataclass(frozen=True)
+class Normalisation:
+    """The per-channel statistics of the training images that both splits were standardised
+    with: the network's input is (image - mean) / std (images as the loader scaled them:
+    torchvision's pixels / 255)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class TensorData:
     name: str
     x_train: torch.Tensor
@@ -86,6 +96,7 @@ class TensorData:
     x_val: torch.Tensor
     y_val: torch.Tensor
     num_classes: int
+    normalisation: Normalisation | None = None  # None: inputs used as given
     # Not an __init__ argument, so ``to``, ``limit`` and ``dataclasses.replace`` start afresh.
     derived: DerivedCache = field(default_factory=DerivedCache, init=False, compare=False, repr=False)
 
@@ -105,6 +116,7 @@ class TensorData:
             self.x_val.to(device),
             self.y_val.to(device),
             self.num_classes,
+            self.normalisation,
         )
 
 
@@ -153,14 +165,16 @@ def limit(data: TensorData, train_limit: int | None, val_limit: int | None) -> T
         data.x_val[:val_limit],
         data.y_val[:val_limit],
         data.num_classes,
+        data.normalisation,
     )
 
 
-def normalise(x_train: torch.Tensor, x_val: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel standardisation with the train split's statistics."""
+def normalise(x_train: torch.Tensor, x_val: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Normalisation]:
+    """Per-channel standardisation with the train split's statistics, and the statistics."""
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return (x_train - mean) / std, (x_val - mean) / std
+    statistics = Normalisation(tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()))
+    return (x_train - mean) / std, (x_val - mean) / std, statistics
 
 
 def load_digits() -> TensorData:
@@ -174,8 +188,8 @@ def load_digits() -> TensorData:
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
     n_val = int(round(len(labels) * DIGITS_VAL_FRACTION))
     val, train = order[:n_val], order[n_val:]
-    x_train, x_val = normalise(images[train], images[val])
-    return TensorData("digits", x_train, labels[train], x_val, labels[val], 10)
+    x_train, x_val, statistics = normalise(images[train], images[val])
+    return TensorData("digits", x_train, labels[train], x_val, labels[val], 10, statistics)
 
 
 def load_textures(n_train: int = 2000, n_val: int = 1000, size: int = DataConfig.texture_size) -> TensorData:
@@ -203,8 +217,8 @@ def load_textures(n_train: int = 2000, n_val: int = 1000, size: int = DataConfig
         order = torch.randperm(n, generator=generator)
         splits.append((patches[order], labels[order]))
     (x_train, y_train), (x_val, y_val) = splits
-    x_train, x_val = normalise(x_train, x_val)
-    return TensorData("textures", x_train, y_train, x_val, y_val, len(sources))
+    x_train, x_val, statistics = normalise(x_train, x_val)
+    return TensorData("textures", x_train, y_train, x_val, y_val, len(sources), statistics)
 
 
 def _grayscale(image: np.ndarray) -> torch.Tensor:
@@ -264,8 +278,8 @@ def make_synthetic(
 
     x_train, y_train = sample(n_train)
     x_val, y_val = sample(n_val)
-    x_train, x_val = normalise(x_train, x_val)
-    return TensorData("synthetic", x_train, y_train, x_val, y_val, num_classes)
+    x_train, x_val, statistics = normalise(x_train, x_val)
+    return TensorData("synthetic", x_train, y_train, x_val, y_val, num_classes, statistics)
 
 
 def load_torchvision(name: str, data_dir: Path, download: bool) -> TensorData:
@@ -288,5 +302,5 @@ def load_torchvision(name: str, data_dir: Path, download: bool) -> TensorData:
             images = images.permute(0, 3, 1, 2)
         splits.append((images.float() / 255.0, torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)))
     (x_train, y_train), (x_val, y_val) = splits
-    x_train, x_val = normalise(x_train, x_val)
-    return TensorData(name, x_train, y_train, x_val, y_val, len(dataset.classes))
+    x_train, x_val, statistics = normalise(x_train, x_val)
+    return TensorData(name, x_train, y_train, x_val, y_val, len(dataset.classes), statistics)

@@ -57,11 +57,19 @@ class CandidateOutcome:
     note: str | None  # why training stopped early or the analysis was skipped
 
 
-def checkpoint_meta(config: Config, result: FullResult) -> dict[str, Any]:
-    """Plain values only (the checkpoint is read with weights_only=True)."""
-    data = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config.data).items()}
-    return {"data": data, "seed": config.search.seed, "mode": result.mode, "target": format_widths(result.widths),
-            "val_acc": result.val_acc}
+def checkpoint_meta(config: Config, result: FullResult, data: TensorData) -> dict[str, Any]:
+    """Plain values only (the checkpoint is read with weights_only=True): the data settings, the
+    seed, the recipe's mode, the target widths, the accuracy and how inputs were normalised."""
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config.data).items()}
+    return {"data": settings, "seed": config.search.seed, "mode": result.mode, "target": format_widths(result.widths),
+            "val_acc": result.val_acc, **input_meta(data)}
+
+
+def input_meta(data: TensorData) -> dict[str, Any]:
+    """``input_mean`` and ``input_std`` per channel: the network reads (image - mean) / std."""
+    if data.normalisation is None:
+        return {}
+    return {"input_mean": list(data.normalisation.mean), "input_std": list(data.normalisation.std)}
 
 
 def train_candidate(
@@ -135,7 +143,7 @@ def train_candidate(
     if model.widths != result.widths:
         kept = f"kept {format_widths(model.widths)} (stage {result.kept_stage + 1}): its best validation accuracy"
         note = f"{note}; {kept}" if note else kept
-    log_model(tracker, run_id, model, checkpoint_meta(config, result))
+    log_model(tracker, run_id, model, checkpoint_meta(config, result, data))
     with tempfile.TemporaryDirectory() as folder:
         seconds = None if deadline is None else deadline - time.monotonic() - PICTURES_S
         analysis = analyse(model, data, config.full.analysis_images, config.full.lazy_threshold, seconds)
@@ -395,3 +403,30 @@ def inspect_run(
     assert analysis is not None  # no time limit
     write_analysis(logged.model, analysis, logged.data, out)
     return analysis
+
+
+@dataclass(frozen=True)
+class Export:
+    path: Path
+    widths: tuple[int, ...]
+    val_acc: float  # the written model, evaluated on the run's validation split now
+    logged_val_acc: float | None  # what was measured when the run logged it
+
+
+def export_model(store: StoreConfig, run_id: str, out: Path, data_dir: Path | None = None) -> Export:
+    """Write the model logged by ``run_id`` to ``out`` (``search.load_checkpoint`` reads it), its
+    metadata completed with the input normalisation, after checking it on the run's validation split."""
+    from search.train import evaluate
+
+    if out.exists():
+        raise ConfigError(f"{str(out)!r} exists; choose another --out or remove it")
+    logged = load_logged_model(store, run_id, data_dir)
+    _, val_acc = evaluate(logged.model, logged.data.x_val, logged.data.y_val, batch_size=512)
+    meta = {**input_meta(logged.data), **logged.meta}  # runs logged before the normalisation was recorded
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(logged.model, out, meta)
+    except OSError as error:
+        raise ConfigError(f"cannot write {str(out)!r}: {error.strerror or error}") from None
+    logged_acc = logged.meta.get("val_acc")  # this model's: a slimmed or simplified run's after fine-tuning
+    return Export(out, logged.model.widths, val_acc, None if logged_acc is None else float(logged_acc))

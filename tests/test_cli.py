@@ -74,7 +74,7 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path: Path, args: 
 
 
 @pytest.mark.parametrize("command", [["run", "--budget", "30s"], ["train", "--widths", "8-16"], ["validate"],
-                                     ["inspect", "0123abcd"]])
+                                     ["inspect", "0123abcd"], ["export", "0123abcd"]])
 def test_an_unreachable_tracking_server_is_one_line_in_seconds(tmp_path: Path, command: list[str]) -> None:
     with socket.socket() as closed:  # a loopback port that nothing listens on
         closed.bind(("127.0.0.1", 0))
@@ -102,7 +102,8 @@ def test_unwritable_store_is_named(tmp_path: Path) -> None:
     assert not (locked / "runs").exists()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["train"], ["validate"], ["inspect"], ["submit"], ["jobs"], ["ui"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["train"], ["validate"], ["inspect"], ["export"], ["submit"],
+                                     ["jobs"], ["ui"]])
 def test_help_is_complete(tmp_path: Path, command: list[str]) -> None:
     from search.cli import build_parser
 

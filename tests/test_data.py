@@ -76,12 +76,20 @@ def test_mnist_style_is_read_from_idx_files(tmp_path: Path, name: str, folder: s
     raw = tmp_path / folder / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
+    images = {}
     for prefix, n in (("train", 12), ("t10k", 5)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        images[prefix] = rng.integers(0, 256, (n, 28, 28))
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images[prefix])
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
     data = load(DataConfig(dataset=name, data_dir=tmp_path))
     assert data.x_train.shape == (12, 1, 28, 28) and data.x_val.shape == (5, 1, 28, 28)
     assert data.num_classes == 10
+    # What a user does with new images: pixels / 255, then the recorded training statistics.
+    assert data.normalisation is not None
+    mean, std = (torch.tensor(v).reshape(1, -1, 1, 1) for v in (data.normalisation.mean, data.normalisation.std))
+    pixels = torch.from_numpy(images["t10k"]).float().unsqueeze(1) / 255
+    assert torch.allclose((pixels - mean) / std, data.x_val, atol=1e-5)
+    assert data.normalisation == load(DataConfig(dataset=name, data_dir=tmp_path, val_limit=2)).normalisation
 
 
 def test_a_data_dir_without_the_dataset_is_a_named_error(tmp_path: Path) -> None:

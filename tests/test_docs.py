@@ -35,7 +35,7 @@ def test_readme_flags_exist_on_the_subcommand_they_are_given_to() -> None:
                 flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", part))
                 assert flags <= known[words[0]], (words[0], flags - known[words[0]])
                 checked.add(words[0])
-    assert {"run", "train", "validate", "inspect", "slim", "simplify", "submit", "jobs", "ui"} <= checked
+    assert {"run", "train", "validate", "inspect", "export", "slim", "simplify", "submit", "jobs", "ui"} <= checked
 
 
 def test_quick_start_commands_are_make_targets() -> None:

@@ -1,13 +1,18 @@
+import re
 from pathlib import Path
 
 import pytest
+import torch
 
-from conftest import run_cli
-from search.config import FullTrainConfig, ModelConfig
-from search.data import TensorData, load_digits
+from conftest import ROOT, run_cli
+from search.analysis import load_checkpoint
+from search.config import DataConfig, FullTrainConfig, ModelConfig
+from search.data import TensorData, load, load_digits
 from search.progressive import schedule, stage_multiplier, stage_widths, train_full
 from search.tracking import Tracker
 from search.train import CosineDecay, EpochMetrics, StopTraining, TrainSettings, evaluate
+
+README = (ROOT / "README.md").read_text()
 
 
 def test_stage_schedule_halves_back_from_the_target() -> None:
@@ -125,8 +130,33 @@ def test_search_train_logs_a_child_run_per_stage(tmp_path: Path) -> None:
         p.name for p in (tmp_path / "look").iterdir()}
     assert f"learned widths {parent.data.params['learned_widths']}" in inspected.stdout  # same model, same data
 
+    # export writes the logged model to a file that load_checkpoint reads, checked on the data.
+    assert f"Keep it: search export {parent.info.run_id}" in result.stdout
+    exported = run_cli(["export", parent.info.run_id, "--out", "keep/winner.pt"], cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    logged = parent.data.metrics["val_acc"]
+    assert f"on the run's validation split (logged {logged:.4f}); written to keep/winner.pt" in exported.stdout
+    model, meta = load_checkpoint(tmp_path / "keep" / "winner.pt")
+    data = load(DataConfig(dataset="synthetic"), seed=0)
+    assert model.widths == (8, 16, 16) and meta["target"] == "8-16-16" and meta["data"]["dataset"] == "synthetic"
+    assert data.normalisation is not None and meta["input_mean"] == list(data.normalisation.mean)
+    assert meta["input_std"] == list(data.normalisation.std)
+    one_image = 1 / len(data.y_val)  # the layout may differ from training's: a rounding may flip one argmax
+    assert evaluate(model, data.x_val, data.y_val, 256)[1] == pytest.approx(logged, abs=1.5 * one_image)
+    # The README's loading snippet, run on images as the loader scaled them (here: undone from x_val).
+    snippet = re.search(r"```python\n(import torch\nfrom search import load_checkpoint\n.*?)```", README, re.S)
+    assert snippet is not None
+    scope = {"images": data.x_val * torch.tensor(meta["input_std"]).view(1, -1, 1, 1)
+             + torch.tensor(meta["input_mean"]).view(1, -1, 1, 1)}
+    exec(snippet.group(1).replace("runs/models/RUN_ID.pt", str(tmp_path / "keep" / "winner.pt")), scope)
+    accuracy = (scope["logits"].argmax(dim=1) == data.y_val).float().mean().item()
+    assert accuracy == pytest.approx(logged, abs=1.5 * one_image)
+    again = run_cli(["export", parent.info.run_id, "--out", "keep/winner.pt"], cwd=tmp_path)
+    assert again.returncode == 2 and "'keep/winner.pt' exists" in again.stderr  # nothing overwritten
+
     stage_id = stages[0].info.run_id
     for args, message in (
+        (["export", stage_id], f"run '{stage_id}' has no logged model"),
         (["inspect", "0123456789abcdef"], "run '0123456789abcdef' is not in the tracking store"),
         (["inspect", stage_id], f"run '{stage_id}' has no logged model"),
         (["inspect", stage_id, "--store", "nowhere"], "no tracking store in 'nowhere'"),

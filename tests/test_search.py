@@ -235,6 +235,7 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
 
     winner = max(full, key=lambda r: r.data.metrics["val_acc"])
     assert parent.data.tags["winner_run_id"] == winner.info.run_id
+    assert f"Keep it: search export {winner.info.run_id}" in " ".join(result.stdout.split())
     assert parent.data.tags["winner_widths"] == winner.data.params["widths"]
     assert parent.data.metrics["winner_val_acc"] == winner.data.metrics["val_acc"]
     assert 0 < parent.data.metrics["proxy_phase_s"] < parent.data.metrics["search_time_s"]

@@ -10,6 +10,7 @@ from conftest import run_cli, trained_run
 from models import ConvNet
 from models.kernels import layer_stats
 from models.slim import slim, zero_kernels_
+from search.analysis import load_checkpoint
 from search.config import FullTrainConfig
 from search.data import make_synthetic
 from search.slim import final_rate, fine_tune_rate, kept_kernels, slim_model
@@ -80,6 +81,13 @@ def test_search_slim_records_a_child_run_with_the_slimmed_weights(tmp_path: Path
     assert [m.step for m in tracker.client.get_metric_history(child.info.run_id, "train_loss")] == [1]
     assert [a.path for a in tracker.client.list_artifacts(child.info.run_id, "model")] == ["model/model.pt"]
     assert tracker.get_run(run_id).data.tags["slim_run_id"] == child.info.run_id
+    # The slimmed model is the one to keep: export writes it, its accuracy the fine-tuned one.
+    assert f"keep them: search export {child.info.run_id}" in " ".join(result.stdout.split())
+    exported = run_cli(["export", child.info.run_id, "--out", "slim.pt"], cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert f"(logged {child.data.metrics['tuned_acc']:.4f})" in exported.stdout
+    model, meta = load_checkpoint(tmp_path / "slim.pt")
+    assert model.widths == slim_widths and meta["val_acc"] == child.data.metrics["tuned_acc"]
 
     failed = run_cli(["slim", run_id, "--fine-tune-lr", "0"], cwd=tmp_path)
     assert failed.returncode == 2 and "fine-tune learning rate 0.0 must be positive" in failed.stderr
