@@ -173,6 +173,18 @@ def test_a_search_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
         assert all(run["info"]["status"] == "FINISHED" for run in runs)
         children = [tag for tag in tags if tag.get("mlflow.parentRunId") == parents[0]["info"]["run_id"]]
         assert len(children) == 2 and all(tag["phase"] == "proxy" for tag in children)
+
+        # A trained model's weights go to the server's artifact store, and export fetches them from there.
+        trained = run_cli(["train", "--widths", "4-8", "--dataset", "synthetic", "--stages", "1", "--epochs-per-stage",
+                           "1", "--device", "cpu", "--tracking-uri", base], cwd=tmp_path)
+        assert trained.returncode == 0, trained.stderr
+        keep = " ".join(trained.stdout.split()).split("Keep it: ")[1].split()
+        assert keep[:2] == ["search", "export"] and keep[3:5] == ["--tracking-uri", base]
+        exported = run_cli([*keep[1:5], "--out", "kept.pt"], cwd=tmp_path)
+        assert exported.returncode == 0, exported.stderr
+        assert "4-8: val_acc" in exported.stdout and (tmp_path / "kept.pt").is_file()
+        logged = list(tmp_path.rglob("model.pt"))  # the weights live in the server's artifact store only
+        assert len(logged) == 1 and logged[0].is_relative_to(tmp_path / "artifacts")
     finally:
         stop(server)
 
