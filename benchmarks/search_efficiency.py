@@ -3,7 +3,7 @@ space, side by side in one run, each winner then trained with the same full reci
 
     (a) search      the defaults: TPE, Hyperband, 2 frozen random layers, cached features
     (a/2)           the same with half the budget
-    (a0)            the same with width_weight 0: the proxy's accuracy alone, no width penalty
+    (a0)            the same with both width weights 0: the proxy's accuracy alone, no width penalty
     (b) plain       TPE + Hyperband with nothing frozen (--frozen 0): every trial trains all layers
     (c) random      uniform random sampling, scored by the proxy
     (d) synflow     TPE over the zero-cost synflow score (no training at all)
@@ -48,7 +48,7 @@ class Method:
     frozen: int | None = None  # None: the default
     sampler: str = "tpe"
     scorer: str = "proxy"
-    width_weight: float | None = None  # None: the default
+    width_weights: tuple[float, float] | None = None  # (trained, frozen); None: the defaults
 
     @property
     def key(self) -> str:
@@ -59,7 +59,7 @@ class Method:
 METHODS = (
     Method("(a) search, defaults", 1.0),
     Method("(a/2) search, half budget", 0.5),
-    Method("(a0) search, width_weight 0", 1.0, width_weight=0.0),
+    Method("(a0) search, width weights 0", 1.0, width_weights=(0.0, 0.0)),
     Method("(b) plain TPE+Hyperband, frozen 0", 1.0, frozen=0),
     Method("(c) random sampling + proxy", 1.0, sampler="random"),
     Method("(d) TPE + synflow", 1.0, scorer="synflow"),
@@ -78,7 +78,8 @@ class Outcome:
 def configure(method: Method, dataset: str, budget_s: float, seed: int, store: Path) -> Config:
     base = Config()
     space = base.space if method.frozen is None else replace(base.space, frozen_layers=(method.frozen,))
-    proxy = base.proxy if method.width_weight is None else replace(base.proxy, width_weight=method.width_weight)
+    proxy = base.proxy if method.width_weights is None else replace(
+        base.proxy, width_weight=method.width_weights[0], frozen_width_weight=method.width_weights[1])
     return Config(
         space=space,
         proxy=proxy,

@@ -18,6 +18,7 @@ from search.config import (
     COSTS,
     DATASETS,
     DEVICES,
+    FROZEN_WIDTH_WEIGHT,
     PRUNERS,
     SAMPLERS,
     SAMPLES,
@@ -160,9 +161,9 @@ def build_parser() -> Parser:
     group.add_argument("--sample", choices=SAMPLES, help="spread: across the space, every overall width (default); "
                        "equal-width: one overall width (the middle of the space), different shapes")
     group.add_argument("--scorers", metavar="NAME,...", help=f"among {', '.join(SCORERS)} (default: all); with "
-                       "the proxy, the table adds proxy_score, the search's score (the proxy's accuracy less "
-                       "--width-weight per halving of a layer's width), and with params too rank_mean, the mean of "
-                       "their ranks")
+                       "the proxy, the table adds proxy_score, the search's score (the proxy's accuracy less its "
+                       "width penalty), and width_term, the penalty alone (no training); with params too rank_mean, "
+                       "the mean of their ranks")
     group.add_argument("--bootstrap", type=int, metavar="N", help="resamples for the 95%% intervals (default 1000)")
     group.add_argument("--full-seeds", type=int, metavar="N", help="full trainings per candidate with seeds "
                        "SEED..SEED+N-1 (default 2): the target is their mean, and the rho between seeds is the "
@@ -333,8 +334,11 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group.add_argument("--proxy-images", type=proxy_images, metavar="N|all", help="train the top on the first N "
                        "training images (default 2000; all: every one)")
     group.add_argument("--width-weight", type=float, metavar="W", help="the score is the proxy's accuracy less W "
-                       f"per halving of each layer's width below the widest the space allows (default {WIDTH_WEIGHT}; "
-                       "0: the accuracy alone)")
+                       "per halving of each trained layer's width below the widest the space allows (default "
+                       f"{WIDTH_WEIGHT}; 0 with --frozen-width-weight 0: the accuracy alone)")
+    group.add_argument("--frozen-width-weight", type=float, metavar="W", help="and less W per halving of each frozen "
+                       f"layer's width (default {FROZEN_WIDTH_WEIGHT}: a wide random layer is worth more to the proxy "
+                       "than a wide layer to full training)")
     group.add_argument("--frozen-per-replica", action="store_true", default=None, help="each copy of the top over "
                        "its own random frozen layers (seed + r), at the same training cost and replicas x the "
                        "feature memory (default: one set shared by the copies)")
@@ -427,7 +431,7 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         },
         "space": {"layers": args.layers},
         "proxy": {"epochs": args.proxy_epochs, "replicas": args.proxy_replicas, "train_images": args.proxy_images,
-                  "width_weight": args.width_weight,
+                  "width_weight": args.width_weight, "frozen_width_weight": args.frozen_width_weight,
                   "frozen_per_replica": args.frozen_per_replica, "batch_size": args.batch_size,
                   "lr": args.lr, "cache_mb": args.cache_mb, "amp": args.amp},
         "ray": {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
@@ -483,7 +487,7 @@ def require_tracking_server(tracking_uri: str | None) -> None:
 FLAG_NAMES = (
     "config", "budget", "trials", "seed", "pruner", "sampler", "device", "dataset", "data_dir", "download",
     "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "proxy_replicas",
-    "proxy_images", "width_weight", "frozen_per_replica", "batch_size", "lr", "cache_mb",
+    "proxy_images", "width_weight", "frozen_width_weight", "frozen_per_replica", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "sample", "scorers", "bootstrap", "full_seeds", "proxy_seeds",

@@ -35,17 +35,22 @@ DEVICES = ("auto", "cpu", "cuda")
 WIDEN_CHOICES = ("partial", "net2net", "none")
 DECAYS = ("cosine", "constant")
 SCORERS = ("proxy", "params", "synflow", "naswot", "grad_norm")  # search/scorers.py
-# The proxy's score: its accuracy less WIDTH_WEIGHT per halving of each layer's width below the
-# space's widest. Chosen on twelve development ground truths (mean rho flat from 0.01 to 0.024,
-# highest at 0.016), then checked on six held out (README, "The proxy's score").
-WIDTH_WEIGHT = 0.016
-# validate's rows that combine scores over its sample, and what each is: rank_mean (not a search
-# score) and proxy_score, the score a search gives the proxy.
+# The proxy's score: its accuracy less WIDTH_WEIGHT per halving of each trained layer's width
+# below the space's widest, and FROZEN_WIDTH_WEIGHT per halving of each frozen layer's. Chosen on
+# twelve development ground truths (mean rho flat at 0.85-0.86 along 0.01-0.02 between the two),
+# then checked on six at 28x28 (README, "Frozen width counts less").
+WIDTH_WEIGHT = 0.020
+FROZEN_WIDTH_WEIGHT = 0.008
+# validate's rows that combine scores over its sample (reported whenever their scorers ran), and
+# what each is: rank_mean (not a search score), proxy_score (the score a search gives the proxy)
+# and width_term (its width penalty alone, which costs nothing).
 COMBINED = {
     "rank_mean": (("proxy", "params"), "the mean of the proxy and params ranks among these candidates "
                   "(not a search score)"),
     "proxy_score": (("proxy",), "the search's score: the proxy's accuracy less width_weight per halving of "
-                    "each layer's width below the space's widest"),
+                    "each trained layer's width below the space's widest (frozen_width_weight for a frozen one)"),
+    "width_term": (("proxy",), "the score's width term alone (no training, no cost): what the widths explain of "
+                   "proxy_score"),
 }
 SAMPLES = ("spread", "equal-width")  # validate's profiles: search/validate.py
 BACKENDS = ("local", "ray")
@@ -134,10 +139,14 @@ class ProxyConfig:
     # width"): off by default.
     lr_fan_in: int | None = None
     # The score that ranks and prunes trials: the tops' validation accuracy less width_weight per
-    # halving of each layer's width below the widest the space allows it (the widest candidate
-    # scores its accuracy); 0: the accuracy alone. The proxy under-rates width that pays off only
-    # with full training's longer schedule and more images (README, "The proxy's score").
+    # halving of each trained layer's width below the widest the space allows it, and
+    # frozen_width_weight per halving of each frozen layer's (the widest candidate scores its
+    # accuracy); both 0: the accuracy alone. The proxy under-rates width that pays off only with
+    # full training's longer schedule and more images, and a wide random frozen layer is worth more
+    # to it than a wide layer is to full training (README, "The proxy's score", "Frozen width
+    # counts less").
     width_weight: float = WIDTH_WEIGHT
+    frozen_width_weight: float = FROZEN_WIDTH_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -483,10 +492,11 @@ def _validate_proxy(proxy: ProxyConfig) -> None:
         raise ConfigError(f"unknown learning-rate decay {proxy.decay!r}; choose one of {', '.join(DECAYS)}")
     if not isinstance(proxy.frozen_per_replica, bool):
         raise ConfigError(f"proxy frozen_per_replica {proxy.frozen_per_replica!r} must be true or false")
-    weight = proxy.width_weight
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
-        raise ConfigError(f"proxy width_weight {weight!r} must be a number >= 0 (accuracy per halving of a "
-                          "layer's width; 0: the accuracy alone)")
+    for name in ("width_weight", "frozen_width_weight"):
+        weight = getattr(proxy, name)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise ConfigError(f"proxy {name} {weight!r} must be a number >= 0 (accuracy per halving of a "
+                              "layer's width; 0: no penalty)")
 
 
 def _validate_full(full: FullTrainConfig) -> None:

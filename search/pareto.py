@@ -2,7 +2,7 @@
 
 A point is ``(accuracy, cost)``: accuracy up, cost down. The accuracy is the proxy's score (its
 validation accuracy less its width penalty, ``search.trial.score_penalty``; with
-``width_weight = 0`` the accuracy itself). Optuna's pruners compare one value
+both weights 0 the accuracy itself). Optuna's pruners compare one value
 per step and do not support several objectives, so a ``--objective pareto`` search stops a
 trial after epoch ``e`` only when a complete trial that costs no more had a higher score
 after the same epoch ``e`` (it is dominated at equal training), and never before a trial has

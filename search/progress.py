@@ -153,7 +153,8 @@ def penalised(result: SearchResult) -> bool:
     return any(t.width_penalty for t in result.trials)
 
 
-SCORE_CAPTION = "score: the proxy's accuracy (acc) less width_weight per halving of a layer's width below the widest"
+SCORE_CAPTION = ("score: the proxy's accuracy (acc) less width_weight per halving of a trained layer's width below "
+                 "the widest (frozen_width_weight of a frozen one's)")
 
 
 def score_meaning(scorer: str) -> str:

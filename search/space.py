@@ -70,15 +70,19 @@ def widest(space: SpaceConfig) -> tuple[int, ...]:
     return tuple(max(space.choices(layer)) for layer in range(space.layers))
 
 
-def width_penalty(widths: tuple[int, ...], space: SpaceConfig, weight: float) -> float:
-    """What the proxy's score takes off its accuracy (``ProxyConfig.width_weight``): ``weight`` per
-    halving of each layer's width below the widest the space allows it.
+def width_penalty(widths: tuple[int, ...], space: SpaceConfig, weight: float, frozen_layers: int = 0,
+                  frozen_weight: float = 0.0) -> float:
+    """What the proxy's score takes off its accuracy: ``weight`` (``ProxyConfig.width_weight``) per
+    halving of each trained layer's width below the widest the space allows it, and
+    ``frozen_weight`` (``frozen_width_weight``) per halving of each of the lower ``frozen_layers``.
 
     Example:
-        >>> width_penalty((16, 4, 16), SpaceConfig(layers=3, width_choices=(4, 8, 16)), 0.01)
-        0.02
+        >>> space = SpaceConfig(layers=3, width_choices=(4, 8, 16))
+        >>> width_penalty((16, 4, 16), space, 0.01), width_penalty((4, 16, 16), space, 0.02, 1, 0.005)
+        (0.02, 0.01)
     """
-    return weight * sum(math.log2(top / width) for top, width in zip(widest(space), widths, strict=True))
+    halvings = [math.log2(top / width) for top, width in zip(widest(space), widths, strict=True)]
+    return frozen_weight * sum(halvings[:frozen_layers]) + weight * sum(halvings[frozen_layers:])
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

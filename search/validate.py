@@ -32,7 +32,7 @@ from scipy import stats as scipy_stats
 
 from models import format_widths
 from search import pictures
-from search.config import COMBINED, Config, DataConfig, SpaceConfig
+from search.config import COMBINED, Config, DataConfig, ProxyConfig, SpaceConfig
 from search.data import TensorData
 from search.errors import ConfigError
 from search.proxy import Candidate, describe, score_candidate
@@ -507,7 +507,7 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
             log_candidate(tracker, parent_id, result, frozen, config.search.seed)
             if on_candidate is not None:
                 on_candidate(index, len(profiles), result)
-        results, names = with_combined(results, config.fidelity.scorers, config.space, config.proxy.width_weight)
+        results, names = with_combined(results, config.fidelity.scorers, config.space, config.proxy, frozen)
         reports = tuple(
             report_for(name, [c.scores[name] for c in results], [c.val_acc for c in results],
                        [c.cost_s[name] for c in results], [c.full_s for c in results],
@@ -524,37 +524,43 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
                             describe_sample(config), proxy_seeds, data.x_train.device.type)
 
 
-def with_combined(results: list[CandidateResult], scorers: Sequence[str], space: SpaceConfig,
-                  width_weight: float) -> tuple[list[CandidateResult], list[str]]:
+def with_combined(results: list[CandidateResult], scorers: Sequence[str], space: SpaceConfig, proxy: ProxyConfig,
+                  frozen: int) -> tuple[list[CandidateResult], list[str]]:
     """``results`` with every combined score (``COMBINED``) whose scorers were all run added to
     their scores (its cost: theirs together), and the scorer names to report (``scorers``, then those).
 
-    ``proxy_score`` is the score a search gives the proxy: its accuracy less ``width_weight`` per
-    halving of each layer's width below the widest ``space`` allows (not reported when
-    ``width_weight`` is 0: it is then the proxy's row); ``rank_mean``, the mean of the proxy's and
-    the parameter count's ranks, says whether the two together rank better than either (README,
-    "Proxy fidelity").
+    ``proxy_score`` is the score a search gives the proxy (with ``frozen`` frozen layers): its
+    accuracy less its width penalty (``search.space.width_penalty``); ``width_term`` is the penalty
+    alone, negated, a score that needs no training: what the widths explain without the proxy
+    (neither is reported when both weights are 0: the score is then the proxy's row);
+    ``rank_mean``, the mean of the proxy's and the parameter count's ranks, says whether the two
+    together rank better than either (README, "Proxy fidelity").
     """
+    penalised = proxy.width_weight > 0 or proxy.frozen_width_weight > 0
     combined = [name for name, (parts, _) in COMBINED.items() if all(part in scorers for part in parts)
-                and not (name == "proxy_score" and width_weight == 0)]
+                and (penalised or name not in ("proxy_score", "width_term"))]
     for name in combined:
-        parts, _ = COMBINED[name]
-        values = combined_scores(name, results, space, width_weight)
+        costs = () if name == "width_term" else COMBINED[name][0]  # the widths alone cost nothing
+        values = combined_scores(name, results, space, proxy, frozen)
         results = [replace(c, scores={**c.scores, name: value},
-                           cost_s={**c.cost_s, name: sum(c.cost_s[part] for part in parts)})
+                           cost_s={**c.cost_s, name: sum(c.cost_s[part] for part in costs)})
                    for c, value in zip(results, values, strict=True)]
     return results, [*scorers, *combined]
 
 
-def combined_scores(name: str, results: Sequence[CandidateResult], space: SpaceConfig,
-                    width_weight: float) -> list[float]:
+def combined_scores(name: str, results: Sequence[CandidateResult], space: SpaceConfig, proxy: ProxyConfig,
+                    frozen: int) -> list[float]:
     """The combined score ``name`` of each candidate, from its scores and widths."""
     if name == "rank_mean":
         parts = COMBINED[name][0]
         ranks = [scipy_stats.rankdata([c.scores[part] for c in results]) for part in parts]
         return [float(rank) for rank in np.mean(ranks, axis=0)]
+    penalties = [width_penalty(c.widths, space, proxy.width_weight, frozen, proxy.frozen_width_weight)
+                 for c in results]
     if name == "proxy_score":
-        return [c.scores["proxy"] - width_penalty(c.widths, space, width_weight) for c in results]
+        return [c.scores["proxy"] - penalty for c, penalty in zip(results, penalties, strict=True)]
+    if name == "width_term":
+        return [-penalty for penalty in penalties]
     raise ValueError(f"no rule for the combined score {name!r}")
 
 

@@ -61,21 +61,25 @@ def test_proxy_lr_fan_in_is_off_by_default_and_set_by_a_channel_count_or_none(tm
         settings(tmp_path, "[proxy]\nlr_fan_in = 0\n")
 
 
-def test_width_weight_is_0016_by_default_and_must_be_a_number_at_least_zero(tmp_path: Path) -> None:
-    assert Config().proxy.width_weight == 0.016
-    assert settings(tmp_path, "[proxy]\nwidth_weight = 0\n").proxy.width_weight == 0
-    assert settings(tmp_path, "[proxy]\nwidth_weight = 0.05\n").proxy.width_weight == 0.05
-    for bad in ('"auto"', "-0.01", "true", "inf"):
-        with pytest.raises(ConfigError, match="proxy width_weight .* must be a number >= 0"):
-            settings(tmp_path, f"[proxy]\nwidth_weight = {bad}\n")
+def test_the_width_weights_are_0020_and_0008_by_default_and_must_be_numbers_at_least_zero(tmp_path: Path) -> None:
+    assert (Config().proxy.width_weight, Config().proxy.frozen_width_weight) == (0.020, 0.008)
+    for name in ("width_weight", "frozen_width_weight"):
+        assert getattr(settings(tmp_path, f"[proxy]\n{name} = 0\n").proxy, name) == 0
+        assert getattr(settings(tmp_path, f"[proxy]\n{name} = 0.05\n").proxy, name) == 0.05
+        for bad in ('"auto"', "-0.01", "true", "inf"):
+            with pytest.raises(ConfigError, match=f"proxy {name} .* must be a number >= 0"):
+                settings(tmp_path, f"[proxy]\n{name} = {bad}\n")
 
 
-def test_a_study_stored_before_width_weight_is_resumed_with_the_accuracy_alone() -> None:
-    old = json.dumps({"proxy": {"epochs": 3}, "space": {"layers": 4}})
+def test_a_resumed_study_keeps_the_score_it_was_searched_with() -> None:
+    old = json.dumps({"proxy": {"epochs": 3}, "space": {"layers": 4}})  # before width_weight: the accuracy alone
     resumed = study_config(Config(), old)
-    assert resumed.proxy.width_weight == 0.0 and resumed.proxy.epochs == 3 and resumed.space.layers == 4
-    new = json.dumps({"proxy": {"width_weight": 0.03}})
-    assert study_config(Config(), new).proxy.width_weight == 0.03
+    assert (resumed.proxy.width_weight, resumed.proxy.frozen_width_weight) == (0.0, 0.0)
+    assert resumed.proxy.epochs == 3 and resumed.space.layers == 4
+    one_weight = json.dumps({"proxy": {"width_weight": 0.03}})  # before frozen_width_weight: one weight for all
+    assert (study_config(Config(), one_weight).proxy.frozen_width_weight) == 0.03
+    both = json.dumps({"proxy": {"width_weight": 0.03, "frozen_width_weight": 0.01}})
+    assert study_config(Config(), both).proxy.frozen_width_weight == 0.01
 
 
 def test_texture_size_is_16_by_default_and_a_small_one_is_named(tmp_path: Path) -> None:

@@ -67,9 +67,10 @@ def test_search_run_logs_parent_children_and_epochs_and_keeps_the_study(tmp_path
     # Ties go to the fewer trained parameters, then the earlier trial.
     best = min(trials, key=lambda t: (-t.value, t.user_attrs["trained_params"], t.number))
     assert parent.data.tags["best_widths"] == best.user_attrs["widths"]
-    # The score: the proxy's accuracy less 0.016 per halving of each layer's width below 16 (--width-range 4:16:4).
-    penalty = {t.number: 0.016 * sum(math.log2(16 / int(w)) for w in t.user_attrs["widths"].split("-"))
-               for t in trials}
+    # The score: the proxy's accuracy less 0.008 per halving of the frozen layer's width below 16 (--width-range
+    # 4:16:4, --frozen 1) and 0.020 per halving of each trained layer's.
+    halvings = {t.number: [math.log2(16 / int(w)) for w in t.user_attrs["widths"].split("-")] for t in trials}
+    penalty = {n: 0.008 * h[0] + 0.020 * sum(h[1:]) for n, h in halvings.items()}
     assert all(t.user_attrs["width_penalty"] == pytest.approx(penalty[t.number]) for t in trials)
     assert all(penalty[t.number] > 0 for t in trials if t.user_attrs["widths"] != "16-16-16")
     assert parent.data.metrics["best_score"] == study.best_value == best.value

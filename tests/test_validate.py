@@ -13,7 +13,16 @@ import pytest
 import scipy.stats
 
 from conftest import ROOT, run_cli
-from search.config import Config, ConfigError, DataConfig, FidelityConfig, FullTrainConfig, ModelConfig, SpaceConfig
+from search.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    FidelityConfig,
+    FullTrainConfig,
+    ModelConfig,
+    ProxyConfig,
+    SpaceConfig,
+)
 from search.data import make_synthetic
 from search.progress import ceiling_line, proxy_seeds_line, width_bias_line
 from search.tracking import Tracker
@@ -115,21 +124,31 @@ def test_combined_scores_are_a_rank_mean_and_the_search_score_the_proxy_less_a_w
     space = SpaceConfig(layers=2, width_choices=(4, 8, 16))
     results = [candidate((16, 16), 0.9, 10.0), candidate((4, 16), 0.5, 30.0), candidate((8, 8), 0.7, 20.0),
                candidate((16, 8), 0.7, 40.0)]
-    combined, names = with_combined(results, ["proxy", "params", "synflow"], space, 0.01)
-    assert names == ["proxy", "params", "synflow", "rank_mean", "proxy_score"]
+    uniform = ProxyConfig(width_weight=0.01, frozen_width_weight=0.01)
+    combined, names = with_combined(results, ["proxy", "params", "synflow"], space, uniform, 1)
+    assert names == ["proxy", "params", "synflow", "rank_mean", "proxy_score", "width_term"]
     # proxy ranks 4, 1, 2.5, 2.5 (ties share); params 1, 3, 2, 4
     assert [c.scores["rank_mean"] for c in combined] == [2.5, 2.0, 2.25, 3.25]
     # 0.01 per halving of a layer below 16: 4-16 loses 0.02, 8-8 0.02, 16-8 0.01, which breaks the proxy's tie
     assert [c.scores["proxy_score"] for c in combined] == pytest.approx([0.9, 0.48, 0.68, 0.69])
+    assert [c.scores["width_term"] for c in combined] == pytest.approx([0.0, -0.02, -0.02, -0.01])
     assert [c.cost_s["rank_mean"] for c in combined] == [2.5] * 4  # the parts' costs together
     assert [c.cost_s["proxy_score"] for c in combined] == [2.0] * 4
+    assert [c.cost_s["width_term"] for c in combined] == [0.0] * 4  # the widths alone cost nothing
     assert [c.scores["proxy"] for c in combined] == [0.9, 0.5, 0.7, 0.7]  # the scorers' own scores stay
-    assert with_combined(results, ["params", "synflow"], space, 0.01) == (results, ["params", "synflow"])
-    assert with_combined(results, ["proxy", "synflow"], space, 0.01)[1] == ["proxy", "synflow", "proxy_score"]
-    # width_weight 0: the search's score is the proxy's accuracy, which has its own row
-    assert with_combined(results, ["proxy", "params"], space, 0.0)[1] == ["proxy", "params", "rank_mean"]
+    # A frozen first layer's halvings count frozen_width_weight, the trained layer's width_weight: the
+    # same overall width scores higher with its width in the trained layer (4-16 over 16-4).
+    split = ProxyConfig(width_weight=0.02, frozen_width_weight=0.005)
+    assert combined_scores("width_term", results, space, split, 1) == pytest.approx([0.0, -0.01, -0.025, -0.02])
+    assert combined_scores("proxy_score", results, space, split, 0) == pytest.approx([0.9, 0.46, 0.66, 0.68])
+    assert with_combined(results, ["params", "synflow"], space, uniform, 1) == (results, ["params", "synflow"])
+    assert with_combined(results, ["proxy", "synflow"], space, uniform, 1)[1] == [
+        "proxy", "synflow", "proxy_score", "width_term"]
+    # both weights 0: the search's score is the proxy's accuracy, which has its own row
+    none = ProxyConfig(width_weight=0.0, frozen_width_weight=0.0)
+    assert with_combined(results, ["proxy", "params"], space, none, 1)[1] == ["proxy", "params", "rank_mean"]
     with pytest.raises(ValueError, match="'other'"):  # a name in COMBINED needs its rule
-        combined_scores("other", results, space, 0.01)
+        combined_scores("other", results, space, uniform, 1)
 
 
 def test_the_proxy_seed_report_gives_each_seeds_rho_their_agreement_and_their_means_rho() -> None:
@@ -226,7 +245,7 @@ def test_validate_reports_every_scorer_logs_to_mlflow_and_reuses_full_trainings(
     first = run_cli(["validate", *TINY, "--candidates", "4", "--full-seeds", "1"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     for field in ("Spearman rho", "tau", "beyond width", "regret", "regret@3", "s/candidate", "cost/full", "/ceiling",
-                  "proxy", "params", "synflow", "naswot", "grad_norm", "rank_mean", "proxy_score"):
+                  "proxy", "params", "synflow", "naswot", "grad_norm", "rank_mean", "proxy_score", "width_term"):
         assert field in first.stdout
     assert "seed ceiling: needs --full-seeds 2 or more" in first.stdout
     assert "0 of 4 full trainings (4 candidates x 1 seed) came from the cache" in first.stdout
