@@ -128,8 +128,9 @@ class ProxyConfig:
     # same frozen features; the score is their mean validation accuracy.
     replicas: int = 2
     # Each copy over its own random frozen layers (seed + r) instead: the same training cost,
-    # replicas x the feature memory. Ranked better on 10 of 12 development ground truths (README,
-    # "A lead measured but not used yet"); not yet measured at 28x28, so off by default.
+    # 1.27x the seconds (a feature pass per copy), replicas x the feature memory. With the score's
+    # width term it ranks about 0.01 better on average, top picks mixed (README, "Frozen width
+    # counts less"): off by default.
     frozen_per_replica: bool = False
     # A trained conv layer that reads more than lr_fan_in channels learns at
     # lr x sqrt(lr_fan_in / channels) (None, "none" in TOML: every layer at lr). With one rate a
