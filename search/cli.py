@@ -825,7 +825,8 @@ def print_result(result: SearchResult, args: argparse.Namespace) -> None:
         console.print(full_table(result))
         winner = result.winner
         if winner is not None:
-            console.print(f"Winner (* above): [bold]{winner.label}[/], full val_acc {winner.val_acc:.4f}, "
+            console.print(f"Winner (* above): [bold]{winner.label}[/]{winner.kept_note}, "
+                          f"full val_acc {winner.val_acc:.4f}, "
                           f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}. "
                           f"Keep it: [bold]{escape(export_command(args, winner.run_id))}[/]")
     if result.full_skipped and result.best is not None:

@@ -273,7 +273,7 @@ def full_table(result: SearchResult) -> Table:
         mark = " *" if winner is not None and f.run_id == winner.run_id else ""
         table.add_row(
             f"{f.rank}{mark}",
-            f.label,
+            f"{f.label}{f.kept_note}",
             score_text(f.proxy_score),
             f"{f.val_acc:.4f}" if f.val_acc is not None else "",
             f.learned_label or "",

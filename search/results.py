@@ -114,10 +114,18 @@ class FullSummary:
     run_id: str
     note: str | None = None
     stage_epoch_s: tuple[float, ...] = ()  # mean seconds of one epoch, per widening stage trained
+    kept_widths: tuple[int, ...] | None = None  # the model kept (its best epoch), when a narrower stage's
 
     @property
     def label(self) -> str:
         return format_widths(self.widths)
+
+    @property
+    def kept_note(self) -> str:
+        """What to say after the widths when the model kept is a narrower stage's ("" otherwise)."""
+        if self.kept_widths is None or self.kept_widths == self.widths:
+            return ""
+        return f" (kept as {format_widths(self.kept_widths)}: its best epoch)"
 
     @property
     def learned_label(self) -> str | None:
@@ -125,7 +133,9 @@ class FullSummary:
 
     def row(self) -> dict[str, Any]:
         """The summary as one row of a logged table (widths as text)."""
+        kept = None if self.kept_widths is None else format_widths(self.kept_widths)
         return {**dataclasses.asdict(self), "widths": self.label, "learned_widths": self.learned_label,
+                "kept_widths": kept,
                 "stage_epoch_s": ",".join(f"{s:.4g}" for s in self.stage_epoch_s)}
 
 

@@ -370,3 +370,16 @@ def test_the_proxy_phase_goes_on_into_the_time_the_full_phase_will_not_need(tmp_
     slow = replace(config, full=FullTrainConfig(stages=1, epochs_per_stage=100_000))
     trials, plan = local(Budget(100.0, time.monotonic() - 61), slow)
     assert trials.current_budget().total_s == 60.0 and sum(plan.needs_s(study.trials)) > 40
+
+
+def test_the_result_says_when_the_model_kept_is_a_narrower_stages(capsys: pytest.CaptureFixture[str]) -> None:
+    from search.results import FullSummary, SearchResult
+
+    full = (FullSummary(1, 0, (32, 64), 0.9, "COMPLETE", 0.95, (10, 20), 5000, 6.0, "wide", None, (0.1, 0.2), (32, 64)),
+            FullSummary(2, 1, (16, 64), 0.8, "COMPLETE", 0.97, (7, 15), 1200, 4.0, "kept", None, (0.1, 0.2), (8, 32)))
+    result = SearchResult("s", "p", Path("runs"), "sqlite:///runs/mlflow.db", (), 10.0, full=full)
+    search.cli.print_result(result, search.cli.build_parser().parse_args(["run"]))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Winner (* above): 16-64 (kept as 8-32: its best epoch), full val_acc 0.9700" in out
+    assert "32-64 (kept" not in out  # the wide one kept its own widths
+    assert full[1].row()["kept_widths"] == "8-32"
