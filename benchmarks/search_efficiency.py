@@ -16,7 +16,10 @@ the winner was found, and how many winners came within 0.5 points of the best wi
 method. Full trainings are cached in the store (the same profile and seed trains once).
 
     python -m benchmarks.search_efficiency [--datasets digits,textures] [--budget 60] [--seeds 3] [--first-seed 0]
-                                           [--methods a,a0]
+                                           [--methods a,a0] [--max-params N]
+
+``--max-params N`` holds every method to profiles of at most N parameters (a search under a cost
+limit, where the widest profile is not allowed and the ranking among narrower ones decides).
 """
 
 from __future__ import annotations
@@ -75,7 +78,8 @@ class Outcome:
     trained_params: int
 
 
-def configure(method: Method, dataset: str, budget_s: float, seed: int, store: Path) -> Config:
+def configure(method: Method, dataset: str, budget_s: float, seed: int, store: Path,
+              max_params: int | None = None) -> Config:
     base = Config()
     space = base.space if method.frozen is None else replace(base.space, frozen_layers=(method.frozen,))
     proxy = base.proxy if method.width_weights is None else replace(
@@ -85,7 +89,7 @@ def configure(method: Method, dataset: str, budget_s: float, seed: int, store: P
         proxy=proxy,
         data=DataConfig(dataset=dataset),
         search=replace(SearchConfig(), budget_s=budget_s * method.budget_share, seed=seed, device="cpu", top_k=0,
-                       sampler=method.sampler, scorer=method.scorer),
+                       sampler=method.sampler, scorer=method.scorer, max_params=max_params),
         store=StoreConfig(path=store),
     ).validate()
 
@@ -114,13 +118,14 @@ def full_accuracy(config: Config, widths: tuple[int, ...], data: datasets.Tensor
     return float(entry["val_acc"]), int(entry["trained_params"])
 
 
-def run_dataset(dataset: str, budget_s: float, seeds: range, store: Path, methods: tuple[Method, ...]) -> None:
+def run_dataset(dataset: str, budget_s: float, seeds: range, store: Path, methods: tuple[Method, ...],
+                max_params: int | None = None) -> None:
     cache = FullTrainingCache(store / "full_cache.json")
     outcomes: dict[str, list[Outcome]] = {m.label: [] for m in methods}
     for seed in seeds:
         data = datasets.load(DataConfig(dataset=dataset), seed=seed)  # what each search of this seed trains on
         for method in methods:  # methods in turns, so drift of the machine hits all alike
-            config = configure(method, dataset, budget_s, seed, store / dataset)
+            config = configure(method, dataset, budget_s, seed, store / dataset, max_params)
             result = run_search(config, Budget(config.search.budget_s, time.monotonic()))
             widths, trials, found_s = winner_of(config, result.study_name)
             acc, params = full_accuracy(config, widths, data, cache)
@@ -128,7 +133,8 @@ def run_dataset(dataset: str, budget_s: float, seeds: range, store: Path, method
             print(f"  {dataset} seed {seed} {method.label:<36} {result.elapsed_s:5.1f} s  {trials:3d} trials  "
                   f"winner {format_widths(widths):<16} full {acc:.4f}", flush=True)
     best = max(o.full_acc for runs in outcomes.values() for o in runs)
-    print(f"\n{dataset}: budget {budget_s:g} s per search, seeds {seeds.start}-{seeds.stop - 1}; full recipe "
+    limit = "" if max_params is None else f", at most {max_params:,} parameters"
+    print(f"\n{dataset}: budget {budget_s:g} s per search{limit}, seeds {seeds.start}-{seeds.stop - 1}; full recipe "
           f"{Config().full.mode} {Config().full.stages}x{Config().full.epochs_per_stage} epochs; best winner of any "
           f"method {best:.4f}")
     print(f"{'method':<36} {'full val_acc mean [min, max]':>29} {'params':>9} {'trials':>7} {'found at s':>10} "
@@ -152,6 +158,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=Path("runs/bench_efficiency"))
     parser.add_argument("--methods", default=",".join(m.key for m in METHODS),
                         help="which methods, by the letters in their labels (default: all)")
+    parser.add_argument("--max-params", type=int, help="every method's profiles at most this many parameters")
     args = parser.parse_args()
     wanted = [key.strip() for key in args.methods.split(",") if key.strip()]
     unknown = [key for key in wanted if key not in {m.key for m in METHODS}]
@@ -163,7 +170,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     for dataset in args.datasets.split(","):
         run_dataset(dataset.strip(), args.budget, range(args.first_seed, args.first_seed + args.seeds), args.store,
-                    methods)
+                    methods, args.max_params)
 
 
 if __name__ == "__main__":
