@@ -21,7 +21,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from search.errors import ConfigError
 
@@ -41,16 +41,25 @@ SCORERS = ("proxy", "params", "synflow", "naswot", "grad_norm")  # search/scorer
 # then checked on six at 28x28 (README, "Frozen width counts less").
 WIDTH_WEIGHT = 0.020
 FROZEN_WIDTH_WEIGHT = 0.008
-# validate's rows that combine scores over its sample (reported whenever their scorers ran), and
-# what each is: rank_mean (not a search score), proxy_score (the score a search gives the proxy)
-# and width_term (its width penalty alone, which costs nothing).
+class Combined(NamedTuple):
+    """A row of validate's that combines scores over its sample (search/validate.py, ``with_combined``)."""
+
+    needs: tuple[str, ...]  # reported whenever these scorers ran
+    meaning: str
+    free: bool = False  # costs nothing (else the cost of its ``needs`` together)
+    penalised: bool = False  # a score with the width penalty: not reported when both width weights are 0
+
+
+# validate's combined rows: rank_mean (not a search score), proxy_score (the score a search gives
+# the proxy) and width_term (its width penalty alone, which costs nothing).
 COMBINED = {
-    "rank_mean": (("proxy", "params"), "the mean of the proxy and params ranks among these candidates "
-                  "(not a search score)"),
-    "proxy_score": (("proxy",), "the search's score: the proxy's accuracy less width_weight per halving of "
-                    "each trained layer's width below the space's widest (frozen_width_weight for a frozen one)"),
-    "width_term": (("proxy",), "the score's width term alone (no training, no cost): what the widths explain of "
-                   "proxy_score"),
+    "rank_mean": Combined(("proxy", "params"), "the mean of the proxy and params ranks among these candidates "
+                          "(not a search score)"),
+    "proxy_score": Combined(("proxy",), "the search's score: the proxy's accuracy less width_weight per halving "
+                            "of each trained layer's width below the space's widest (frozen_width_weight for a "
+                            "frozen one)", penalised=True),
+    "width_term": Combined(("proxy",), "the score's width term alone (no training, no cost): what the widths "
+                           "explain of proxy_score", free=True, penalised=True),
 }
 SAMPLES = ("spread", "equal-width")  # validate's profiles: search/validate.py
 BACKENDS = ("local", "ray")
@@ -597,7 +606,7 @@ def _validate_fidelity(fidelity: FidelityConfig) -> None:
         raise ConfigError("scorers names no value")
     for name in fidelity.scorers:
         if name in COMBINED:
-            parts = COMBINED[name][0]
+            parts = COMBINED[name].needs
             raise ConfigError(f"scorer {name!r} is not chosen: validate reports it whenever "
                               f"{' and '.join(parts)} {'is' if len(parts) == 1 else 'are both'} among the scorers")
         if name not in SCORERS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -109,15 +109,8 @@ class TensorData:
         return int(self.x_train.shape[-1])
 
     def to(self, device: torch.device | str) -> TensorData:
-        return TensorData(
-            self.name,
-            self.x_train.to(device),
-            self.y_train.to(device),
-            self.x_val.to(device),
-            self.y_val.to(device),
-            self.num_classes,
-            self.normalisation,
-        )
+        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                       x_val=self.x_val.to(device), y_val=self.y_val.to(device))
 
 
 def batches(
@@ -158,15 +151,8 @@ def load(config: DataConfig, seed: int = 0) -> TensorData:
 def limit(data: TensorData, train_limit: int | None, val_limit: int | None) -> TensorData:
     if train_limit is None and val_limit is None:
         return data
-    return TensorData(
-        data.name,
-        data.x_train[:train_limit],
-        data.y_train[:train_limit],
-        data.x_val[:val_limit],
-        data.y_val[:val_limit],
-        data.num_classes,
-        data.normalisation,
-    )
+    return replace(data, x_train=data.x_train[:train_limit], y_train=data.y_train[:train_limit],
+                   x_val=data.x_val[:val_limit], y_val=data.y_val[:val_limit])
 
 
 def normalise(x_train: torch.Tensor, x_val: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Normalisation]:

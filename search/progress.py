@@ -313,7 +313,7 @@ def validation_table(result: ValidationResult) -> Table:
                   "the overall width (sum of log widths) held fixed; regret: best full accuracy minus that of the "
                   "scorer's top pick (regret@k: the best of its top k, as many as a search trains in full); cost: "
                   "seconds per candidate, and as a share of one full training" + "".join(
-                      f"; {r.scorer}: {COMBINED[r.scorer][1]}"
+                      f"; {r.scorer}: {COMBINED[r.scorer].meaning}"
                       for r in result.reports if r.scorer in COMBINED))
     top_k = max((r.top_k for r in result.reports), default=1)
     for column in ("scorer", "Spearman rho", "/ceiling", "beyond width", "tau", "regret", f"regret@{top_k}",

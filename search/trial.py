@@ -42,13 +42,17 @@ class TrialOutcome:
     the budget), ``failed`` (it raised) or ``rejected`` (over a limit, never trained)."""
 
     state: str
-    identity: dict[str, Any]  # widths, frozen layers, cost, mlflow_run_id: the trial's user attributes
+    identity: dict[str, Any]  # widths, frozen layers, cost, width_penalty, mlflow_run_id: user attributes
     cost: Cost
     result: ProxyResult | None = None
     note: str | None = None  # why it was rejected, stopped or failed
     seconds: float = 0.0
     epoch_s: float | None = None  # mean seconds of one training epoch (without evaluation)
-    penalty: float = 0.0  # what the score takes off the proxy's accuracy (score_penalty)
+
+    @property
+    def penalty(self) -> float:
+        """What the score takes off the proxy's accuracy (``score_penalty``, in the identity)."""
+        return float(self.identity.get("width_penalty", 0.0))
 
     @property
     def score(self) -> float | None:
@@ -141,7 +145,7 @@ def run_trial(
         tracker.set_tags(run_id, {"state": "pruned", "stopped": str(stop)})
         tracker.end_run(run_id, "FINISHED")
         return TrialOutcome("pruned", identity, cost, note=str(stop), seconds=time.perf_counter() - start,
-                            epoch_s=mean_epoch_s(), penalty=penalty)
+                            epoch_s=mean_epoch_s())
     except Exception as failure:  # a trial's bug or divergence must not end the search
         error = f"{type(failure).__name__}: {failure}"
         tracker.set_tags(run_id, {"state": "failed", "error": error[:5000]})
@@ -155,7 +159,7 @@ def run_trial(
     # A stop from outside (Tune ends a stopped trial's thread with SystemExit) leaves the run to
     # the backend that stopped it: it knows why (search/backends/ray_tune.py, RunCloser).
     outcome = TrialOutcome("complete", identity, cost, result=result, seconds=result.seconds,
-                           epoch_s=mean_epoch_s(), penalty=penalty)
+                           epoch_s=mean_epoch_s())
     accuracy = {"proxy_acc": result.score} if config.search.scorer == "proxy" else {}
     tracker.log_metrics(run_id, {**result.as_metrics(), "proxy_score": outcome.score, **accuracy})
     tracker.set_tags(run_id, {"state": "complete", "feature_cache": "memory" if result.cached else "none"})

@@ -537,10 +537,10 @@ def with_combined(results: list[CandidateResult], scorers: Sequence[str], space:
     together rank better than either (README, "Proxy fidelity").
     """
     penalised = proxy.width_weight > 0 or proxy.frozen_width_weight > 0
-    combined = [name for name, (parts, _) in COMBINED.items() if all(part in scorers for part in parts)
-                and (penalised or name not in ("proxy_score", "width_term"))]
+    combined = [name for name, entry in COMBINED.items() if all(part in scorers for part in entry.needs)
+                and (penalised or not entry.penalised)]
     for name in combined:
-        costs = () if name == "width_term" else COMBINED[name][0]  # the widths alone cost nothing
+        costs = () if COMBINED[name].free else COMBINED[name].needs
         values = combined_scores(name, results, space, proxy, frozen)
         results = [replace(c, scores={**c.scores, name: value},
                            cost_s={**c.cost_s, name: sum(c.cost_s[part] for part in costs)})
@@ -552,7 +552,7 @@ def combined_scores(name: str, results: Sequence[CandidateResult], space: SpaceC
                     frozen: int) -> list[float]:
     """The combined score ``name`` of each candidate, from its scores and widths."""
     if name == "rank_mean":
-        parts = COMBINED[name][0]
+        parts = COMBINED[name].needs
         ranks = [scipy_stats.rankdata([c.scores[part] for c in results]) for part in parts]
         return [float(rank) for rank in np.mean(ranks, axis=0)]
     penalties = [width_penalty(c.widths, space, proxy.width_weight, frozen, proxy.frozen_width_weight)
