@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from search.errors import ConfigError
 
-DATASETS = ("digits", "textures", "synthetic", "cifar10", "mnist", "fashion-mnist")
+DATASETS = ("digits", "textures", "shapes", "synthetic", "cifar10", "mnist", "fashion-mnist")
 TORCHVISION_DATASETS = ("cifar10", "mnist", "fashion-mnist")
 PRUNERS = ("hyperband", "median", "none")
 SAMPLERS = ("tpe", "random")
@@ -206,6 +206,10 @@ class DataConfig:
     texture_train: int = 2000
     texture_val: int = 1000
     texture_size: int = 16
+    # Generated shapes (``shapes`` only): training and validation images, shapes_size pixels a side.
+    shapes_train: int = 2000
+    shapes_val: int = 1000
+    shapes_size: int = 16
     # Size of the generated dataset (``synthetic`` only).
     synthetic_train: int = 2000
     synthetic_val: int = 500
@@ -540,13 +544,15 @@ def _validate_data(data: DataConfig) -> None:
         value = getattr(data, name)
         if value is not None:
             _require_positive_int(value, name)
-    for name in ("texture_train", "texture_val", "synthetic_train", "synthetic_val", "synthetic_classes"):
+    for name in ("texture_train", "texture_val", "shapes_train", "shapes_val", "synthetic_train", "synthetic_val",
+                 "synthetic_classes"):
         _require_positive_int(getattr(data, name), name)
     if data.synthetic_classes < 2:
         raise ConfigError(f"synthetic_classes {data.synthetic_classes} must be at least 2")
-    for name, side in (("synthetic_image_size", data.synthetic_image_size), ("texture_size", data.texture_size)):
-        if not _is_positive_int(side) or side < 4:
-            raise ConfigError(f"{name} {side!r} must be an integer >= 4")
+    for name, side, least in (("synthetic_image_size", data.synthetic_image_size, 4),
+                              ("texture_size", data.texture_size, 4), ("shapes_size", data.shapes_size, 8)):
+        if not _is_positive_int(side) or side < least:
+            raise ConfigError(f"{name} {side!r} must be an integer >= {least}")
 
 
 def _validate_search(search: SearchConfig) -> None:

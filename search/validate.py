@@ -280,7 +280,8 @@ def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], 
 NOT_TRAINING = ("analysis_images", "lazy_threshold", "fine_tune_epochs")
 # Data settings added after caches were written: left out of the key at their default value,
 # so a cache written before they existed stays valid.
-ADDED_LATER = {"texture_size": DataConfig().texture_size}
+ADDED_LATER = {name: getattr(DataConfig(), name) for name in ("texture_size", "shapes_train", "shapes_val",
+                                                              "shapes_size")}
 
 
 def recipe_key(config: Config, widths: Sequence[int], seed: int | None = None) -> str:

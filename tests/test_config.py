@@ -89,6 +89,14 @@ def test_texture_size_is_16_by_default_and_a_small_one_is_named(tmp_path: Path) 
         settings(tmp_path, '[data]\ndataset = "textures"\ntexture_size = 3\n')
 
 
+def test_shapes_size_below_eight_is_named(tmp_path: Path) -> None:
+    assert settings(tmp_path, '[data]\ndataset = "shapes"\nshapes_size = 28\n').data.shapes_size == 28
+    with pytest.raises(ConfigError, match="shapes_size 6 must be an integer >= 8"):
+        settings(tmp_path, '[data]\ndataset = "shapes"\nshapes_size = 6\n')
+    with pytest.raises(ConfigError, match="shapes_train 0 is not a positive integer"):
+        settings(tmp_path, '[data]\ndataset = "shapes"\nshapes_train = 0\n')
+
+
 def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[space]\nlayres = 4\n")
