@@ -522,7 +522,7 @@ def cmd_run(args: argparse.Namespace, started_at: float) -> int:
     except KeyboardInterrupt:
         print(f"search: interrupted; continue with: search run --resume --store {config.store.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print_result(result, args)
+    print_result(result, args, config.full.mode)
     return 0
 
 
@@ -807,7 +807,7 @@ def runs_page(database: Path, port: int) -> str:
     return f"{base}/#/experiments/{row[0]}/runs" if row else base
 
 
-def print_result(result: SearchResult, args: argparse.Namespace) -> None:
+def print_result(result: SearchResult, args: argparse.Namespace, full_mode: str) -> None:
     from rich.markup import escape
 
     from search.progress import console, full_table, pareto_table, results_table, slim_table
@@ -822,7 +822,7 @@ def print_result(result: SearchResult, args: argparse.Namespace) -> None:
             if result.trials and result.count("FAIL") == len(result.trials) else "give the search more time (--budget)"
         console.print(f"[bold]No trial completed[/]{hint}: {advice}.")
     if result.full:
-        console.print(full_table(result))
+        console.print(full_table(result, full_mode))
         winner = result.winner
         if winner is not None:
             console.print(f"Winner (* above): [bold]{winner.label}[/]{winner.kept_note}, "

@@ -261,9 +261,10 @@ def simplify_table(reports: Sequence[SimplifyReport]) -> Table:
     return table
 
 
-def full_table(result: SearchResult) -> Table:
-    """The second phase: proxy score beside full accuracy, the winner first."""
-    table = Table(title="Full training (progressive widening); * winner", caption="proxy: proxy score, "
+def full_table(result: SearchResult, mode: str) -> Table:
+    """The second phase, trained as ``mode`` says: proxy score beside full accuracy, the winner first."""
+    how = "from scratch" if mode == "none" else f"progressive widening, {mode}"
+    table = Table(title=f"Full training ({how}); * winner", caption="proxy: proxy score, "
                   "full: validation accuracy after full training, params: trained, s: seconds")
     for column in ("rank", "widths", "proxy", "full", "learned widths", "params", "s", "state"):
         table.add_column(column, justify="left" if column in ("widths", "learned widths", "state") else "right",

@@ -211,7 +211,7 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
     result = run_cli(["run", *TINY_FLAGS, "--budget", "3m", "--trials", "3", "--pruner", "none", "--top-k", "2",
                       "--stages", "2", "--epochs-per-stage", "1", "--analysis-images", "64"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Full training (progressive widening)" in result.stdout and "Winner" in result.stdout
+    assert "Full training (progressive widening, partial)" in result.stdout and "Winner" in result.stdout
 
     study = load_only_study(tmp_path / "runs")
     best_two = sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)[:2]
@@ -378,8 +378,11 @@ def test_the_result_says_when_the_model_kept_is_a_narrower_stages(capsys: pytest
     full = (FullSummary(1, 0, (32, 64), 0.9, "COMPLETE", 0.95, (10, 20), 5000, 6.0, "wide", None, (0.1, 0.2), (32, 64)),
             FullSummary(2, 1, (16, 64), 0.8, "COMPLETE", 0.97, (7, 15), 1200, 4.0, "kept", None, (0.1, 0.2), (8, 32)))
     result = SearchResult("s", "p", Path("runs"), "sqlite:///runs/mlflow.db", (), 10.0, full=full)
-    search.cli.print_result(result, search.cli.build_parser().parse_args(["run"]))
+    search.cli.print_result(result, search.cli.build_parser().parse_args(["run"]), "partial")
     out = " ".join(capsys.readouterr().out.split())
     assert "Winner (* above): 16-64 (kept as 8-32: its best epoch), full val_acc 0.9700" in out
+    assert "Full training (progressive widening, partial)" in out
+    search.cli.print_result(result, search.cli.build_parser().parse_args(["run"]), "none")
+    assert "Full training (from scratch)" in " ".join(capsys.readouterr().out.split())
     assert "32-64 (kept" not in out  # the wide one kept its own widths
     assert full[1].row()["kept_widths"] == "8-32"
