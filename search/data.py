@@ -176,6 +176,13 @@ def normalise(x_train: torch.Tensor, x_val: torch.Tensor) -> tuple[torch.Tensor,
     return (x_train - mean) / std, (x_val - mean) / std, statistics
 
 
+def standardise_each(images: torch.Tensor) -> torch.Tensor:
+    """Each (C, H, W) image of a batch less its own mean, over its own standard deviation: its
+    brightness and contrast say nothing of its class."""
+    return (images - images.mean(dim=(1, 2, 3), keepdim=True)) / images.std(dim=(1, 2, 3),
+                                                                            keepdim=True).clamp_min(1e-3)
+
+
 def load_digits() -> TensorData:
     """scikit-learn's bundled handwritten digits (1797 images, 10 classes), upsampled."""
     from sklearn.datasets import load_digits as sklearn_digits
@@ -210,8 +217,7 @@ def load_textures(n_train: int = 2000, n_val: int = 1000, size: int = DataConfig
         for label, source in enumerate(sources):  # a batched resampling per photograph, not per patch
             index = (labels == label).nonzero().squeeze(1)
             patches[index] = _random_patches(source, len(index), left, right, size, generator)
-        patches = (patches - patches.mean(dim=(1, 2, 3), keepdim=True)) / patches.std(
-            dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+        patches = standardise_each(patches)
         patches = patches + TEXTURE_NOISE * torch.randn(patches.shape, generator=generator)
         order = torch.randperm(n, generator=generator)
         splits.append((patches[order], labels[order]))
@@ -264,9 +270,7 @@ def load_shapes(n_train: int = 2000, n_val: int = 1000, size: int = DataConfig.s
         labels = torch.arange(n) % len(SHAPE_CLASSES)
         labels = labels[torch.randperm(n, generator=generator)]
         images = _draw_shapes(labels, size, generator)
-        images = (images - images.mean(dim=(1, 2, 3), keepdim=True)) / images.std(
-            dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
-        splits.append((images, labels))
+        splits.append((standardise_each(images), labels))
     (x_train, y_train), (x_val, y_val) = splits
     x_train, x_val, statistics = normalise(x_train, x_val)
     return TensorData("shapes", x_train, y_train, x_val, y_val, len(SHAPE_CLASSES), statistics)
