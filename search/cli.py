@@ -132,10 +132,10 @@ def build_parser() -> Parser:
 
     train = commands.add_parser(
         "train",
-        help="train one width profile fully, optionally by progressive widening",
-        description="Train one width profile in full: at 1/2 of its widths, then widened to the target "
-        "(loading the trained kernels), or from scratch with --progressive none. A parent MLflow run "
-        "and a child run per stage.",
+        help="train one width profile fully, from scratch or by progressive widening",
+        description="Train one width profile in full: from scratch, or with --progressive partial|net2net "
+        "at 1/2 of its widths, then widened to the target (loading the trained kernels). A parent MLflow "
+        "run and a child run per stage.",
     )
     train.add_argument("--widths", required=True, metavar="W-W-...", help="the profile, like 16-32-64-64-128")
     add_full_arguments(train)
@@ -287,10 +287,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_full_arguments(parser: argparse.ArgumentParser, group: argparse._ArgumentGroup | None = None) -> None:
     group = group or parser.add_argument_group("full training")
-    group.add_argument("--progressive", metavar="MODE", help="partial (default: trained kernels in the first "
-                       "channels, fresh init for the rest), net2net (function-preserving) or none (from scratch)")
+    group.add_argument("--progressive", metavar="MODE", help="none (default: the target widths from scratch), or "
+                       "progressive widening: partial (trained kernels in the first channels, fresh init for the "
+                       "rest) or net2net (function-preserving)")
     group.add_argument("--stages", type=int, metavar="S", help="widening stages: widths target/2^(S-1) ... "
-                       "target (default 2)")
+                       "target (default 2; none trains one stage of S*E epochs)")
     group.add_argument("--epochs-per-stage", type=int, metavar="E", help="epochs per stage (default 6); "
                        "none trains S*E epochs")
     group.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for "
@@ -559,9 +560,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     namespace = vars(args).copy()
-    from_file = load_toml(args.config).get("full", {}) if args.config else {}
-    if args.progressive is None and "mode" not in from_file:
-        namespace["progressive"] = "none"  # the reference: the target width trained from scratch
     widths = None
     if args.frozen_sweep:
         if args.widths is None:

@@ -163,9 +163,13 @@ class ProxyConfig:
 class FullTrainConfig:
     """Full training of one profile, optionally by progressive widening N -> 2N -> ... -> target."""
 
-    mode: str = "partial"  # partial | net2net | none (the target width from scratch)
-    # Widths 1/2, then 1 of the target. Four stages of 3 epochs (1/8 ... 1) left 64-64-64-64-8
-    # at 0.84 on digits (a 1-wide layer in the first stage, 36 steps a stage); two of 6: 0.975.
+    # none: the target widths from scratch for stages * epochs_per_stage epochs. partial | net2net:
+    # progressive widening, 1/2 of the widths then the target (stages = 2). At equal time, scratch
+    # (9 epochs) beat the widening (2 x 6) by 2-12 points on textures and shapes and matched it on
+    # digits (benchmarks/progressive_vs_scratch.py, README), so the winners train from scratch.
+    mode: str = "none"
+    # Four widening stages of 3 epochs (1/8 ... 1) left 64-64-64-64-8 at 0.84 on digits (a
+    # 1-wide layer in the first stage, 36 steps a stage); two of 6: 0.975.
     stages: int = 2
     epochs_per_stage: int = 6
     batch_size: int = 128

@@ -341,7 +341,7 @@ def test_a_search_on_a_ray_cluster_keeps_the_local_layout_and_trains_its_candida
         tmp_path: Path, ray_head: RayHead) -> None:
     result = cli(["run", "--backend", "ray", "--address", ray_head.gcs_address, *TINY[:-4], "--pruner", "none",
                   "--trials", "3", "--max-concurrent", "2", "--top-k", "2", "--epochs-per-stage", "2",
-                  "--budget", "4m"], tmp_path, ray_head.client_env)
+                  "--progressive", "partial", "--budget", "4m"], tmp_path, ray_head.client_env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Top candidates" in result.stdout and "Full training" in result.stdout
 

@@ -47,7 +47,7 @@ def test_stopping_keeps_the_stages_and_epochs_done_so_far(tiny_data: TensorData)
             raise StopTraining("out of time")
 
     result, model = train_full((8, 16, 16), tiny_data, ModelConfig(hidden=(16,)),
-                               FullTrainConfig(stages=3, epochs_per_stage=2, batch_size=64), seed=0,
+                               FullTrainConfig(mode="partial", stages=3, epochs_per_stage=2, batch_size=64), seed=0,
                                on_epoch=stop_in_second_stage)
     assert result.stopped == "out of time" and not result.complete
     assert [len(s.history) for s in result.stages] == [2, 1]
@@ -61,7 +61,7 @@ def test_a_run_stopped_mid_stage_keeps_the_best_model_it_measured(tiny_data: Ten
             raise StopTraining("out of time")
 
     result, model = train_full((8, 16, 16), tiny_data, ModelConfig(hidden=(16,)),
-                               FullTrainConfig(stages=3, epochs_per_stage=2, batch_size=64, lr=0.003,
+                               FullTrainConfig(mode="partial", stages=3, epochs_per_stage=2, batch_size=64, lr=0.003,
                                                warmup_epochs=0, decay="constant"),
                                seed=0, on_epoch=stop_in_last_stage)
     accuracies = [m.val_acc for stage in result.stages for m in stage.history]
@@ -72,7 +72,7 @@ def test_a_run_stopped_mid_stage_keeps_the_best_model_it_measured(tiny_data: Ten
 
 
 def test_one_cosine_schedule_spans_every_stage_and_ends_near_zero() -> None:
-    config = FullTrainConfig(stages=3, epochs_per_stage=2, lr=1.0, warmup_epochs=0.5)
+    config = FullTrainConfig(mode="partial", stages=3, epochs_per_stage=2, lr=1.0, warmup_epochs=0.5)
     plan = schedule((8, 16), config)
     total = sum(epochs for _, epochs in plan)
     steps_per_epoch = 10

@@ -211,7 +211,7 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
     result = run_cli(["run", *TINY_FLAGS, "--budget", "3m", "--trials", "3", "--pruner", "none", "--top-k", "2",
                       "--stages", "2", "--epochs-per-stage", "1", "--analysis-images", "64"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Full training (progressive widening, partial)" in result.stdout and "Winner" in result.stdout
+    assert "Full training (from scratch)" in result.stdout and "Winner" in result.stdout
 
     study = load_only_study(tmp_path / "runs")
     best_two = sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)[:2]
@@ -223,11 +223,11 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
     assert [float(r.data.params["proxy_score"]) for r in full] == [t.value for t in best_two]
     for run in full:
         assert run.info.status == "FINISHED" and run.data.tags["state"] == "complete"
-        stages = tracker.children(run.info.run_id)
-        assert sorted(r.data.tags["stage"] for r in stages) == ["0.5", "1"]
-        assert all(r.info.status == "FINISHED" and r.data.tags["phase"] == "full" for r in stages)
-        for stage in stages:
-            assert [m.step for m in tracker.client.get_metric_history(stage.info.run_id, "epoch_time_s")] == [1]
+        # From scratch (the default): one stage at the target widths, for stages x epochs-per-stage epochs.
+        (stage,) = tracker.children(run.info.run_id)
+        assert stage.data.tags["stage"] == "1" and stage.data.params["widths"] == run.data.params["widths"]
+        assert stage.info.status == "FINISHED" and stage.data.tags["phase"] == "full"
+        assert [m.step for m in tracker.client.get_metric_history(stage.info.run_id, "epoch_time_s")] == [1, 2]
         assert "learned_widths" in run.data.params and "analysis_time_s" in run.data.metrics
         pictures = {a.path for a in tracker.client.list_artifacts(run.info.run_id, "analysis")}
         assert {"analysis/filters_layer1.png", "analysis/kernels_layer1.png", "analysis/feature_maps_layer1.png",

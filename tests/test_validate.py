@@ -218,8 +218,9 @@ def test_the_cache_key_follows_what_changes_training(tmp_path: Path) -> None:
     assert key != recipe_key(Config(data=DataConfig(texture_size=28)), (8, 16))
     assert key != recipe_key(Config(data=DataConfig(shapes_size=28)), (8, 16))
     # A setting added since caches were first written leaves the key as it was at its default, so
-    # those caches stay valid: this key was computed before texture_size and shapes_* existed.
-    assert recipe_key(Config(), (8, 8), 0) == "3ee42d9de8064e4b824c4a2b"
+    # those caches stay valid: this key was computed before texture_size and shapes_* existed (and
+    # while partial widening was the default full training).
+    assert recipe_key(Config(full=FullTrainConfig(mode="partial")), (8, 8), 0) == "3ee42d9de8064e4b824c4a2b"
     cache = FullTrainingCache(tmp_path / "c" / "cache.json")
     cache.put(key, {"val_acc": 0.5, "seconds": 1.0})
     assert FullTrainingCache(tmp_path / "c" / "cache.json").get(key) == {"val_acc": 0.5, "seconds": 1.0}
