@@ -231,7 +231,7 @@ class SearchConfig:
     device: str = "auto"
     scorer: str = "proxy"  # what a trial's score is; see search/scorers.py
     backend: str = "local"  # local: trials one after another in this process; ray: Ray Tune
-    # Second phase: the top_k proxy candidates are trained in full (progressive widening) in
+    # Second phase: the top_k proxy candidates are trained in full (FullTrainConfig) in
     # the last full_fraction of the budget, or less of it (local backend) when they are expected
     # to need less: the proxy phase goes on into the rest. top_k = 0 or full_fraction = 0 skips it.
     top_k: int = 3

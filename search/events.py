@@ -56,6 +56,7 @@ class CandidateStarted:
     widths: tuple[int, ...]
     proxy_score: float | None
     wanted: int = 0  # the top-k asked for (more than ``of`` when the budget fits fewer)
+    mode: str = "none"  # how it trains: FullTrainConfig.mode
 
 
 @dataclass(frozen=True)

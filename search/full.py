@@ -321,7 +321,7 @@ def run_full_phase(
             tracker.set_tags(parent_id, {"full_candidates": fitted})
             break
         rank = index + 1
-        emit(CandidateStarted(rank, index + max(fit, 1), trial.widths, trial.score, len(picked)))
+        emit(CandidateStarted(rank, index + max(fit, 1), trial.widths, trial.score, len(picked), config.full.mode))
         run_id = start_full_run(tracker, config, parent_id, study_name, rank, trial)
         started = time.monotonic()
         try:

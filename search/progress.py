@@ -88,7 +88,7 @@ class SearchProgress:
         elif isinstance(event, CandidateStarted):
             if event.rank == 1:
                 fits = f" (the time left fits {event.of} of the top {event.wanted})" if event.wanted > event.of else ""
-                console.print(f"Full training of the best {event.of}{fits} (progressive widening):")
+                console.print(f"Full training of the best {event.of}{fits} ({training_how(event.mode)}):")
             self.candidate = f"full {event.rank}/{event.of} {format_widths(event.widths)}"
             self._update(self.candidate)
         elif isinstance(event, StageStarted):
@@ -261,10 +261,14 @@ def simplify_table(reports: Sequence[SimplifyReport]) -> Table:
     return table
 
 
+def training_how(mode: str) -> str:
+    """How full training runs under ``mode`` (FullTrainConfig.mode), in words."""
+    return "from scratch" if mode == "none" else f"progressive widening, {mode}"
+
+
 def full_table(result: SearchResult, mode: str) -> Table:
     """The second phase, trained as ``mode`` says: proxy score beside full accuracy, the winner first."""
-    how = "from scratch" if mode == "none" else f"progressive widening, {mode}"
-    table = Table(title=f"Full training ({how}); * winner", caption="proxy: proxy score, "
+    table = Table(title=f"Full training ({training_how(mode)}); * winner", caption="proxy: proxy score, "
                   "full: validation accuracy after full training, params: trained, s: seconds")
     for column in ("rank", "widths", "proxy", "full", "learned widths", "params", "s", "state"):
         table.add_column(column, justify="left" if column in ("widths", "learned widths", "state") else "right",

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import shlex
 import signal
 import sqlite3
@@ -212,6 +213,7 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
                       "--stages", "2", "--epochs-per-stage", "1", "--analysis-images", "64"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Full training (from scratch)" in result.stdout and "Winner" in result.stdout
+    assert re.search(r"Full training of the best \d.* \(from scratch\):", result.stdout)  # as it starts
 
     study = load_only_study(tmp_path / "runs")
     best_two = sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)[:2]

@@ -542,7 +542,7 @@ def run_full_phase_on_ray(
     deadline_unix = time.time() + budget.remaining_s() - RAY_TEARDOWN_S
     pending: dict[Any, tuple[int, TrialSummary, str, float]] = {}
     for rank, trial in enumerate(picked, start=1):
-        emit(CandidateStarted(rank, len(picked), trial.widths, trial.score, len(picked)))
+        emit(CandidateStarted(rank, len(picked), trial.widths, trial.score, len(picked), config.full.mode))
         run_id = start_full_run(tracker, config, parent_id, study_name, rank, trial)
         ref = task.remote(trial.widths, shared, absolute, run_id, deadline_unix)
         pending[ref] = (rank, trial, run_id, time.monotonic())
