@@ -1,7 +1,8 @@
 """Slimming a trained network against training its learned widths from scratch.
 
-For each profile and seed: full training with the default recipe (progressive widening, cosine
-decay), the kernel analysis (learned widths), then
+For each profile and seed: full training with the default recipe (``FullTrainConfig()``: from
+scratch since 2026-11-27, progressive widening before; cosine decay), the kernel analysis
+(learned widths), then
 - slim: the lazy kernels removed (``models.slim``), measured before any fine-tuning, then after
   ``--final-epochs`` of fine-tuning at the recipe's final rate (~0 under its cosine decay) and,
   separately, after ``search slim``'s default fine-tuning (4 epochs at half the peak rate);

@@ -314,7 +314,8 @@ def run_training(config: Config, widths: tuple[int, ...], on_event: EventHandler
     Example:
         >>> import tempfile
         >>> from search.config import DataConfig, FullTrainConfig, ModelConfig, StoreConfig
-        >>> cfg = Config(model=ModelConfig(hidden=(8,)), full=FullTrainConfig(stages=2, epochs_per_stage=1),
+        >>> widening = FullTrainConfig(mode="partial", stages=2, epochs_per_stage=1)
+        >>> cfg = Config(model=ModelConfig(hidden=(8,)), full=widening,
         ...              data=DataConfig(dataset="synthetic", synthetic_train=64, synthetic_val=32,
         ...                              synthetic_image_size=8),
         ...              store=StoreConfig(path=Path(tempfile.mkdtemp())))
