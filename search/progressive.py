@@ -1,9 +1,11 @@
 """Full training of one width profile, by progressive widening or from scratch.
 
-With ``stages = 4`` the profile is trained at 1/8 of its widths, then widened to 1/4
-(loading the trained kernels, see ``models.widen``), 1/2 and 1, for ``epochs_per_stage``
-each. Mode ``none`` trains the target widths from scratch for the same total epochs, for
-comparison. Every stage goes through the same epoch loop as the proxy (``search.train.fit``).
+Mode ``none`` (the default) trains the target widths from scratch for ``stages x
+epochs_per_stage`` epochs. The widening modes (``partial``, ``net2net``) with ``stages = 4``
+train the profile at 1/8 of its widths, then widen it to 1/4 (loading the trained kernels, see
+``models.widen``), 1/2 and 1, for ``epochs_per_stage`` each; at equal time they gave worse
+models than scratch on textures and shapes (``benchmarks/progressive_vs_scratch.py``). Every
+stage goes through the same epoch loop as the proxy (``search.train.fit``).
 """
 
 from __future__ import annotations
