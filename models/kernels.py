@@ -13,8 +13,11 @@ A *kernel* is one output channel of a conv layer: its weights ``(in_channels, 3,
   Zeroing a kernel zeroes its channel after ReLU and max-pool, so the layers below run once
   and the ablated copies of the layer's output go through the layers above in large batches.
 
-A kernel is *lazy* when ablating it changes accuracy by less than a threshold; the count of
-kernels that are not lazy, per layer, is the *learned width profile*.
+The *lazy* kernels of a layer are the most that can be zeroed **together** while accuracy
+drops by less than a threshold, taken least important first: kernels are co-adapted, and
+many that each cost nothing alone can cost a lot together (a network trained at its full
+width spreads the work over more kernels). The count of kernels that are not lazy, per layer,
+is the *learned width profile*.
 """
 
 from __future__ import annotations
@@ -90,13 +93,33 @@ def symmetry_scores(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     return scores
 
 
-@torch.inference_mode()
 def ablation_importance(
     model: ConvNet, layer: int, x: torch.Tensor, y: torch.Tensor, max_bytes: int = ABLATION_BYTES
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(accuracy drop, loss rise) on (x, y) when each kernel of conv ``layer`` is zeroed.
+    """(accuracy drop, loss rise) on (x, y) when each kernel of conv ``layer`` is zeroed."""
+    channels = model.convs()[layer].out_channels
+    return ablate(model, layer, torch.eye(channels, dtype=torch.bool), x, y, max_bytes)
 
-    The blocks below ``layer`` run once; copies of the layer's output, each with one channel
+
+def group_drops(model: ConvNet, layer: int, order: list[int], x: torch.Tensor, y: torch.Tensor,
+                max_bytes: int = ABLATION_BYTES) -> torch.Tensor:
+    """Accuracy drop when the first 1, 2, ..., all kernels of ``order`` are zeroed together."""
+    channels = model.convs()[layer].out_channels
+    masks = torch.zeros(len(order), channels, dtype=torch.bool)
+    for count in range(len(order)):
+        masks[count:, order[count]] = True
+    return ablate(model, layer, masks, x, y, max_bytes)[0]
+
+
+@torch.inference_mode()
+def ablate(
+    model: ConvNet, layer: int, masks: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+    max_bytes: int = ABLATION_BYTES,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(accuracy drop, loss rise) on (x, y) per row of ``masks`` (copies x channels, bool): the
+    channels of conv ``layer`` that row zeroes.
+
+    The blocks below ``layer`` run once; copies of the layer's output, each with its channels
     zeroed, go through the blocks above in batches of up to ``max_bytes`` of activations.
     """
     was_training = model.training
@@ -111,19 +134,18 @@ def ablation_importance(
         base_acc = (base_logits.argmax(1) == y).float().mean()
         base_loss = F.cross_entropy(base_logits, y)
 
-        channels = out.shape[1]
+        masks = masks.to(out.device)
         per_copy = out.numel() * out.element_size()
-        chunk = max(1, min(channels, max_bytes // max(per_copy, 1)))
+        chunk = max(1, min(len(masks), max_bytes // max(per_copy, 1)))
         drops, rises = [], []
-        for start in range(0, channels, chunk):
-            picked = torch.arange(start, min(start + chunk, channels), device=out.device)
-            copies = out.unsqueeze(0).repeat(len(picked), 1, 1, 1, 1)  # (k, N, C, H, W)
-            copies[torch.arange(len(picked), device=out.device), :, picked] = 0
-            logits = above(copies.flatten(0, 1)).view(len(picked), len(y), -1)
+        for start in range(0, len(masks), chunk):
+            keep = ~masks[start:start + chunk]  # (k, C)
+            copies = out.unsqueeze(0) * keep[:, None, :, None, None]  # (k, N, C, H, W)
+            logits = above(copies.flatten(0, 1)).view(len(keep), len(y), -1)
             accuracy = (logits.argmax(-1) == y).float().mean(1)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(picked)), reduction="none")
+            loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(keep)), reduction="none")
             drops.append(base_acc - accuracy)
-            rises.append(loss.view(len(picked), -1).mean(1) - base_loss)
+            rises.append(loss.view(len(keep), -1).mean(1) - base_loss)
         return torch.cat(drops).cpu(), torch.cat(rises).cpu()
     finally:
         model.train(was_training)
@@ -141,19 +163,32 @@ class LayerStats:
     importance: tuple[float, ...]  # accuracy drop when the kernel is zeroed
     loss_rise: tuple[float, ...]  # validation loss rise when the kernel is zeroed
     threshold: float
+    # Accuracy drop when the 1, 2, ... least important kernels (order() reversed) are zeroed together.
+    group_drop: tuple[float, ...]
+
+    @property
+    def removable(self) -> int:
+        """How many of the least important kernels can be zeroed together within the threshold:
+        the longest run of groups, from one kernel up, that lower accuracy by less than it (a
+        group whose removal raises accuracy goes too)."""
+        count = 0
+        while count < self.width and self.group_drop[count] < self.threshold:
+            count += 1
+        return count
 
     @property
     def lazy(self) -> tuple[bool, ...]:
-        return tuple(abs(drop) < self.threshold for drop in self.importance)
+        group = set(self.order()[self.width - self.removable:])
+        return tuple(i in group for i in range(self.width))
 
     @property
     def learned_width(self) -> int:
-        """Kernels whose ablation changes accuracy by at least the threshold."""
-        return sum(not lazy for lazy in self.lazy)
+        """Kernels that are not lazy: the layer's width less the group that can go together."""
+        return self.width - self.removable
 
     def order(self) -> list[int]:
         """Kernel indices, most important first (ties broken by the loss rise)."""
-        return sorted(range(self.width), key=lambda i: (-self.importance[i], -self.loss_rise[i], i))
+        return _importance_order(self.importance, self.loss_rise)
 
     def rows(self) -> list[dict[str, float | int | bool]]:
         """One flat row per kernel, for a CSV."""
@@ -165,6 +200,10 @@ class LayerStats:
             row.update(importance=self.importance[i], loss_rise=self.loss_rise[i], lazy=self.lazy[i])
             rows.append(row)
         return rows
+
+
+def _importance_order(importance: tuple[float, ...], loss_rise: tuple[float, ...]) -> list[int]:
+    return sorted(range(len(importance)), key=lambda i: (-importance[i], -loss_rise[i], i))
 
 
 def _floats(values: torch.Tensor) -> tuple[float, ...]:
@@ -182,6 +221,7 @@ def layer_stats(
     stats = []
     for layer, conv in enumerate(model.convs()):
         drop, rise = ablation_importance(model, layer, x, y)
+        least_first = _importance_order(_floats(drop), _floats(rise))[::-1]
         stats.append(
             LayerStats(
                 layer=layer,
@@ -192,6 +232,7 @@ def layer_stats(
                 importance=_floats(drop),
                 loss_rise=_floats(rise),
                 threshold=threshold,
+                group_drop=_floats(group_drops(model, layer, least_first, x, y)),
             )
         )
     return stats

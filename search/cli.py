@@ -300,8 +300,9 @@ def add_full_arguments(parser: argparse.ArgumentParser, group: argparse._Argumen
                        "of every stage, in epochs (default 1)")
     group.add_argument("--decay", metavar="NAME", help="learning rate over the whole run: cosine (default: one decay "
                        "to zero across all stages) or constant")
-    group.add_argument("--lazy-threshold", type=float, metavar="A", help="a kernel is lazy when zeroing it changes "
-                       "validation accuracy by less than A (default 0.005)")
+    group.add_argument("--lazy-threshold", type=float, metavar="A", help="a layer's lazy kernels: the most that can be "
+                       "zeroed together, least important first, while validation accuracy drops by less than A "
+                       "(default 0.005)")
     group.add_argument("--analysis-images", type=int, metavar="N", help="validation images for the kernel "
                        "ablations (default 512)")
 

@@ -182,8 +182,9 @@ class FullTrainConfig:
     augment: bool = False  # random shifts (and flips for cifar10), drawn once per batch
     amp: bool = False  # mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU
     net2net_noise: float = 0.01
-    # Kernel statistics after training: ablations on this many validation images; a kernel is
-    # lazy when zeroing it changes validation accuracy by less than lazy_threshold.
+    # Kernel statistics after training: ablations on this many validation images; a layer's lazy
+    # kernels are the most that can be zeroed together, least important first, while validation
+    # accuracy drops by less than lazy_threshold.
     analysis_images: int = 512
     lazy_threshold: float = 0.005
     # search slim / search run --slim / search simplify: epochs of fine-tuning after the lazy
