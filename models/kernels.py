@@ -192,12 +192,12 @@ class LayerStats:
 
     def rows(self) -> list[dict[str, float | int | bool]]:
         """One flat row per kernel, for a CSV."""
-        rows = []
+        rows, lazy = [], self.lazy
         for i in range(self.width):
             row: dict[str, float | int | bool] = {"layer": self.layer + 1, "kernel": i, "norm": self.norm[i],
                                                  "entropy": self.entropy[i]}
             row.update({name: values[i] for name, values in self.symmetry.items()})
-            row.update(importance=self.importance[i], loss_rise=self.loss_rise[i], lazy=self.lazy[i])
+            row.update(importance=self.importance[i], loss_rise=self.loss_rise[i], lazy=lazy[i])
             rows.append(row)
         return rows
 
