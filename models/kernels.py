@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -166,7 +167,7 @@ class LayerStats:
     # Accuracy drop when the 1, 2, ... least important kernels (order() reversed) are zeroed together.
     group_drop: tuple[float, ...]
 
-    @property
+    @cached_property
     def removable(self) -> int:
         """How many of the least important kernels can be zeroed together within the threshold:
         the longest run of groups, from one kernel up, that lower accuracy by less than it (a
@@ -176,8 +177,8 @@ class LayerStats:
             count += 1
         return count
 
-    @property
-    def lazy(self) -> tuple[bool, ...]:
+    @cached_property
+    def lazy(self) -> tuple[bool, ...]:  # computed once: pictures and rows read it per kernel
         group = set(self.order()[self.width - self.removable:])
         return tuple(i in group for i in range(self.width))
 
@@ -192,12 +193,12 @@ class LayerStats:
 
     def rows(self) -> list[dict[str, float | int | bool]]:
         """One flat row per kernel, for a CSV."""
-        rows, lazy = [], self.lazy
+        rows = []
         for i in range(self.width):
             row: dict[str, float | int | bool] = {"layer": self.layer + 1, "kernel": i, "norm": self.norm[i],
                                                  "entropy": self.entropy[i]}
             row.update({name: values[i] for name, values in self.symmetry.items()})
-            row.update(importance=self.importance[i], loss_rise=self.loss_rise[i], lazy=lazy[i])
+            row.update(importance=self.importance[i], loss_rise=self.loss_rise[i], lazy=self.lazy[i])
             rows.append(row)
         return rows
 
@@ -220,8 +221,8 @@ def layer_stats(
     """Statistics of every conv layer's kernels, ablations measured on (x, y)."""
     stats = []
     for layer, conv in enumerate(model.convs()):
-        drop, rise = ablation_importance(model, layer, x, y)
-        least_first = _importance_order(_floats(drop), _floats(rise))[::-1]
+        drop, rise = map(_floats, ablation_importance(model, layer, x, y))
+        least_first = _importance_order(drop, rise)[::-1]
         stats.append(
             LayerStats(
                 layer=layer,
@@ -229,8 +230,8 @@ def layer_stats(
                 norm=_floats(kernel_norms(conv.weight)),
                 entropy=_floats(value_entropy(conv.weight, bins)),
                 symmetry={name: _floats(v) for name, v in symmetry_scores(conv.weight).items()},
-                importance=_floats(drop),
-                loss_rise=_floats(rise),
+                importance=drop,
+                loss_rise=rise,
                 threshold=threshold,
                 group_drop=_floats(group_drops(model, layer, least_first, x, y)),
             )
