@@ -9,20 +9,25 @@ A *kernel* is one output channel of a conv layer: its weights ``(in_channels, 3,
   equals its transform ``T`` (a zero kernel counts as symmetric): ``mirror_lr`` (left-right
   flip), ``mirror_ud`` (up-down flip), ``same_rows`` and ``same_cols`` (rolled by one row or
   column: 1 when all rows, or all columns, are identical), ``rot90`` and ``rot180``.
-- ``importance``: the drop in validation accuracy when the kernel (weights and bias) is zeroed.
-  Zeroing a kernel zeroes its channel after ReLU and max-pool, so the layers below run once
-  and the ablated copies of the layer's output go through the layers above in large batches.
+- ``importance``: the drop in validation accuracy when the kernel (weights and bias) is zeroed,
+  with the lazy kernels of the layers below already zeroed (below). Zeroing a kernel zeroes its
+  channel after ReLU and max-pool, so the layers below run once and the ablated copies of the
+  layer's output go through the layers above in large batches.
 
 The *lazy* kernels of a layer are the most that can be zeroed **together** while accuracy
 drops by less than a threshold, taken least important first: kernels are co-adapted, and
 many that each cost nothing alone can cost a lot together (a network trained at its full
-width spreads the work over more kernels). The count of kernels that are not lazy, per layer,
-is the *learned width profile*.
+width spreads the work over more kernels). Layers are measured first to last, each in the
+network whose lower layers have already lost their lazy kernels, so a layer's drop is what
+removing its group costs on top of the groups below: the network with every lazy kernel
+zeroed is less than ``layers x threshold`` below the trained one (``lazy_drop`` measures it).
+The count of kernels that are not lazy, per layer, is the *learned width profile*.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -95,30 +100,43 @@ def symmetry_scores(weight: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def ablation_importance(
-    model: ConvNet, layer: int, x: torch.Tensor, y: torch.Tensor, max_bytes: int = ABLATION_BYTES
+    model: ConvNet, layer: int, x: torch.Tensor, y: torch.Tensor, max_bytes: int = ABLATION_BYTES,
+    keep_below: Sequence[torch.Tensor] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(accuracy drop, loss rise) on (x, y) when each kernel of conv ``layer`` is zeroed."""
     channels = model.convs()[layer].out_channels
-    return ablate(model, layer, torch.eye(channels, dtype=torch.bool), x, y, max_bytes)
+    return ablate(model, layer, torch.eye(channels, dtype=torch.bool), x, y, max_bytes, keep_below)
 
 
 def group_drops(model: ConvNet, layer: int, order: list[int], x: torch.Tensor, y: torch.Tensor,
-                max_bytes: int = ABLATION_BYTES) -> torch.Tensor:
+                max_bytes: int = ABLATION_BYTES, keep_below: Sequence[torch.Tensor] = ()) -> torch.Tensor:
     """Accuracy drop when the first 1, 2, ..., all kernels of ``order`` are zeroed together."""
     channels = model.convs()[layer].out_channels
     masks = torch.zeros(len(order), channels, dtype=torch.bool)
     for count in range(len(order)):
         masks[count:, order[count]] = True
-    return ablate(model, layer, masks, x, y, max_bytes)[0]
+    return ablate(model, layer, masks, x, y, max_bytes, keep_below)[0]
+
+
+def _run_below(model: ConvNet, layer: int, x: torch.Tensor, keep_below: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The input of block ``layer``: the blocks below it, block ``i``'s output channels limited to
+    ``keep_below[i]`` (bool per channel; layers past the end of ``keep_below`` keep every channel)."""
+    hidden = x
+    for i, block in enumerate(model.blocks[:layer]):
+        hidden = block(hidden)
+        if i < len(keep_below):
+            hidden = hidden * keep_below[i].to(hidden.device)[None, :, None, None]
+    return hidden
 
 
 @torch.inference_mode()
 def ablate(
     model: ConvNet, layer: int, masks: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-    max_bytes: int = ABLATION_BYTES,
+    max_bytes: int = ABLATION_BYTES, keep_below: Sequence[torch.Tensor] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(accuracy drop, loss rise) on (x, y) per row of ``masks`` (copies x channels, bool): the
-    channels of conv ``layer`` that row zeroes.
+    channels of conv ``layer`` that row zeroes; ``keep_below`` zeroes channels of the layers below
+    in the network measured and in its baseline alike (see ``_run_below``).
 
     The blocks below ``layer`` run once; copies of the layer's output, each with its channels
     zeroed, go through the blocks above in batches of up to ``max_bytes`` of activations.
@@ -126,10 +144,7 @@ def ablate(
     was_training = model.training
     model.eval()
     try:
-        hidden = x
-        for block in model.blocks[:layer]:
-            hidden = block(hidden)
-        out = model.blocks[layer](hidden)
+        out = model.blocks[layer](_run_below(model, layer, x, keep_below))
         above = torch.nn.Sequential(*model.blocks[layer + 1 :], model.head)
         base_logits = above(out)
         base_acc = (base_logits.argmax(1) == y).float().mean()
@@ -182,6 +197,13 @@ class LayerStats:
         group = set(self.order()[self.width - self.removable:])
         return tuple(i in group for i in range(self.width))
 
+    @cached_property
+    def kept(self) -> tuple[int, ...]:
+        """The kernels that are not lazy; where all are, the most important one stays (a slimmed
+        network keeps a channel per layer)."""
+        kept = tuple(i for i in range(self.width) if not self.lazy[i])
+        return kept or (self.order()[0],)
+
     @property
     def learned_width(self) -> int:
         """Kernels that are not lazy: the layer's width less the group that can go together."""
@@ -218,10 +240,12 @@ def layer_stats(
     threshold: float = DEFAULT_THRESHOLD,
     bins: int = DEFAULT_BINS,
 ) -> list[LayerStats]:
-    """Statistics of every conv layer's kernels, ablations measured on (x, y)."""
-    stats = []
+    """Statistics of every conv layer's kernels, ablations measured on (x, y), first layer to
+    last, each with the lazy kernels of the layers below it zeroed (``LayerStats.kept``)."""
+    stats: list[LayerStats] = []
     for layer, conv in enumerate(model.convs()):
-        drop, rise = map(_floats, ablation_importance(model, layer, x, y))
+        keep_below = keep_masks(stats)
+        drop, rise = map(_floats, ablation_importance(model, layer, x, y, keep_below=keep_below))
         least_first = _importance_order(drop, rise)[::-1]
         stats.append(
             LayerStats(
@@ -233,10 +257,35 @@ def layer_stats(
                 importance=drop,
                 loss_rise=rise,
                 threshold=threshold,
-                group_drop=_floats(group_drops(model, layer, least_first, x, y)),
+                group_drop=_floats(group_drops(model, layer, least_first, x, y, keep_below=keep_below)),
             )
         )
     return stats
+
+
+def keep_masks(stats: Sequence[LayerStats]) -> list[torch.Tensor]:
+    """Per layer of ``stats``, a bool mask of the kernels it keeps (``LayerStats.kept``)."""
+    masks = []
+    for s in stats:
+        mask = torch.zeros(s.width, dtype=torch.bool)
+        mask[list(s.kept)] = True
+        masks.append(mask)
+    return masks
+
+
+@torch.inference_mode()
+def lazy_drop(model: ConvNet, stats: Sequence[LayerStats], x: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy drop on (x, y) when every layer's lazy kernels are zeroed together (each layer
+    keeping ``LayerStats.kept``): what the learned widths cost before any fine-tuning."""
+    was_training = model.training
+    model.eval()
+    try:
+        layers = len(model.blocks)
+        full = model.head(_run_below(model, layers, x, ()))
+        lazy = model.head(_run_below(model, layers, x, keep_masks(stats)))
+        return float(((full.argmax(1) == y).float().mean() - (lazy.argmax(1) == y).float().mean()).item())
+    finally:
+        model.train(was_training)
 
 
 def learned_widths(stats: list[LayerStats]) -> tuple[int, ...]:

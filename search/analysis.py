@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from models import ConvNet, format_widths
-from models.kernels import DEFAULT_THRESHOLD, LayerStats, layer_stats, learned_widths
+from models.kernels import DEFAULT_THRESHOLD, LayerStats, layer_stats, lazy_drop, learned_widths
 from search import pictures
 from search.data import TensorData
 
@@ -37,6 +37,7 @@ class Analysis:
     stats: tuple[LayerStats, ...]
     images: int
     seconds: float
+    lazy_drop: float  # accuracy drop on those images with every layer's lazy kernels zeroed together
 
     @property
     def learned_widths(self) -> tuple[int, ...]:
@@ -49,6 +50,7 @@ class Analysis:
             "learned_widths": format_widths(self.learned_widths),
             "threshold": self.stats[0].threshold if self.stats else DEFAULT_THRESHOLD,
             "images": self.images,
+            "lazy_drop": self.lazy_drop,
             "layers": [
                 {
                     "layer": s.layer + 1,
@@ -87,8 +89,9 @@ def analyse(
         count = min(count, int((seconds - (time.perf_counter() - start)) / per_image))
         if count < min(MIN_IMAGES, images, len(data.y_val)):  # fewer than asked for, and too few
             return None
-    stats = layer_stats(model, data.x_val[:count], data.y_val[:count], threshold)
-    return Analysis(model.widths, tuple(stats), count, time.perf_counter() - start)
+    x, y = data.x_val[:count], data.y_val[:count]
+    stats = layer_stats(model, x, y, threshold)
+    return Analysis(model.widths, tuple(stats), count, time.perf_counter() - start, lazy_drop(model, stats, x, y))
 
 
 def write_analysis(model: ConvNet, analysis: Analysis, data: TensorData, folder: Path) -> list[Path]:

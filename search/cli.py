@@ -290,10 +290,12 @@ def add_full_arguments(parser: argparse.ArgumentParser, group: argparse._Argumen
     group.add_argument("--progressive", metavar="MODE", help="none (default: the target widths from scratch), or "
                        "progressive widening: partial (trained kernels in the first channels, fresh init for the "
                        "rest) or net2net (function-preserving)")
+    group.add_argument("--full-epochs", type=int, metavar="N", help="epochs of full training, all stages together "
+                       "(default 12; a widening splits them over its stages)")
     group.add_argument("--stages", type=int, metavar="S", help="widening stages: widths target/2^(S-1) ... "
-                       "target (default 2; none trains one stage of S*E epochs)")
-    group.add_argument("--epochs-per-stage", type=int, metavar="E", help="epochs per stage (default 6); "
-                       "none trains S*E epochs")
+                       "target (default 2)")
+    group.add_argument("--epochs-per-stage", type=int, metavar="E", help="epochs per widening stage (default 6; "
+                       "without --full-epochs, training lasts S*E epochs in any mode)")
     group.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for "
                        "cifar10) while training")
     group.add_argument("--warmup-epochs", type=float, metavar="E", help="linear learning-rate warm-up at the start "
@@ -301,8 +303,8 @@ def add_full_arguments(parser: argparse.ArgumentParser, group: argparse._Argumen
     group.add_argument("--decay", metavar="NAME", help="learning rate over the whole run: cosine (default: one decay "
                        "to zero across all stages) or constant")
     group.add_argument("--lazy-threshold", type=float, metavar="A", help="a layer's lazy kernels: the most that can be "
-                       "zeroed together, least important first, while validation accuracy drops by less than A "
-                       "(default 0.005)")
+                       "zeroed together, least important first, while validation accuracy drops by less than A, "
+                       "with the lower layers' lazy kernels zeroed already (default 0.005)")
     group.add_argument("--analysis-images", type=int, metavar="N", help="validation images for the kernel "
                        "ablations (default 512)")
 
@@ -440,6 +442,7 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
                 "gpus_per_full": args.gpus_per_full,
                 "max_concurrent": args.max_concurrent},
         "full": {"mode": args.progressive, "stages": args.stages, "epochs_per_stage": args.epochs_per_stage,
+                 "epochs": args.full_epochs,
                  "augment": args.augment, "batch_size": args.batch_size, "lr": args.lr,
                  "lazy_threshold": args.lazy_threshold, "analysis_images": args.analysis_images,
                  "warmup_epochs": args.warmup_epochs, "amp": args.amp, "decay": args.decay,
@@ -470,6 +473,11 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
     if args.width_choices is not None:
         choices = parse_int_list(args.width_choices, "width")
         config = replace(config, space=replace(config.space, width_choices=choices, layer_choices=None))
+    if args.epochs_per_stage is not None:  # the flag counts: a settings file's [full] epochs would override it
+        if args.full_epochs is not None:
+            raise ConfigError(f"--full-epochs {args.full_epochs} and --epochs-per-stage {args.epochs_per_stage} "
+                              "both set the training's length; give one of them")
+        config = replace(config, full=replace(config.full, epochs=None))
     config = config.validate()
     require_tracking_server(config.store.tracking_uri)
     return config
@@ -491,7 +499,7 @@ FLAG_NAMES = (
     "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "proxy_replicas",
     "proxy_images", "width_weight", "frozen_width_weight", "frozen_per_replica", "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
-    "epochs_per_stage", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
+    "epochs_per_stage", "full_epochs", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "sample", "scorers", "bootstrap", "full_seeds", "proxy_seeds",
     "workers", "backend",
     "address", "cpus_per_trial", "gpus_per_trial", "gpus_per_full", "max_concurrent", "amp", "objective", "cost",
@@ -609,8 +617,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         shape = "equal-width " if config.fidelity.sample == "equal-width" else ""
         at_once = f", {config.fidelity.workers} at a time" if config.fidelity.workers > 1 else ""
         console.print(f"Validating {', '.join(config.fidelity.scorers)} on {config.fidelity.candidates} {shape}"
-                      f"profiles of {config.data.dataset}; full training: {config.full.mode}, "
-                      f"{config.full.stages * config.full.epochs_per_stage} epochs, {config.full.decay} rate, "
+                      f"profiles of {config.data.dataset}; full training: {config.full.describe()}, "
                       f"{config.fidelity.full_seeds} seed(s) each{at_once}")
         result = run_validation(config, on_candidate=show, on_training=trained)
     except KeyboardInterrupt:
@@ -828,6 +835,9 @@ def print_result(result: SearchResult, args: argparse.Namespace, full_mode: str)
                           f"full val_acc {winner.val_acc:.4f}, "
                           f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}. "
                           f"Keep it: [bold]{escape(export_command(args, winner.run_id))}[/]")
+        if len(result.full) < result.full_planned:
+            console.print(f"Trained {len(result.full)} of the top {result.full_planned} in full: the budget fit no "
+                          "more (a longer --budget, or a smaller --top-k, trains every one it picks).")
     if result.full_skipped and result.best is not None:
         command = train_command(args, result.best.label)
         console.print(f"No time was left to train in full: the best profile by the {result.scorer} is "

@@ -163,7 +163,7 @@ class ProxyConfig:
 class FullTrainConfig:
     """Full training of one profile, optionally by progressive widening N -> 2N -> ... -> target."""
 
-    # none: the target widths from scratch for stages * epochs_per_stage epochs. partial | net2net:
+    # none: the target widths from scratch for `epochs` epochs. partial | net2net:
     # progressive widening, 1/2 of the widths then the target (stages = 2). At equal time, scratch
     # (9 epochs) beat the widening (2 x 6) by 2-12 points on textures and shapes and matched it on
     # digits (benchmarks/progressive_vs_scratch.py, README), so the winners train from scratch.
@@ -172,6 +172,9 @@ class FullTrainConfig:
     # 1-wide layer in the first stage, 36 steps a stage); two of 6: 0.975.
     stages: int = 2
     epochs_per_stage: int = 6
+    # All epochs of the training (None: stages x epochs_per_stage, 12). Set, it replaces
+    # epochs_per_stage: the widening splits it over its stages, the later ones taking the rest.
+    epochs: int | None = None
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -184,12 +187,36 @@ class FullTrainConfig:
     net2net_noise: float = 0.01
     # Kernel statistics after training: ablations on this many validation images; a layer's lazy
     # kernels are the most that can be zeroed together, least important first, while validation
-    # accuracy drops by less than lazy_threshold.
+    # accuracy drops by less than lazy_threshold, measured first layer to last with the lazy
+    # kernels of the layers below already zeroed (all of them together: < layers x threshold).
     analysis_images: int = 512
     lazy_threshold: float = 0.005
     # search slim / search run --slim / search simplify: epochs of fine-tuning after the lazy
     # kernels are removed or the symmetric ones snapped (at half the peak lr; benchmarks/slim_vs_scratch.py).
     fine_tune_epochs: int = 4
+
+    @property
+    def total_epochs(self) -> int:
+        """Every epoch of the training, all stages together."""
+        return self.stages * self.epochs_per_stage if self.epochs is None else self.epochs
+
+    def stage_epochs(self) -> tuple[int, ...]:
+        """Epochs of each widening stage: ``epochs`` split as evenly as it goes, later stages longer.
+
+        Example:
+            >>> FullTrainConfig(mode="partial", stages=2, epochs=7).stage_epochs()
+            (3, 4)
+        """
+        share, rest = divmod(self.total_epochs, self.stages)
+        return tuple(share + (stage >= self.stages - rest) for stage in range(self.stages))
+
+    def describe(self) -> str:
+        """The recipe in words, e.g. ``from scratch, 12 epochs, cosine rate``."""
+        if self.mode == "none":
+            how = f"from scratch, {self.total_epochs} epochs"
+        else:
+            how = f"{self.mode} widening, {'+'.join(map(str, self.stage_epochs()))} epochs"
+        return f"{how}, {self.decay} rate"
 
 
 # search simplify: kernels whose best symmetry score is >= the threshold are snapped; --sweep
@@ -523,6 +550,10 @@ def _validate_full(full: FullTrainConfig) -> None:
         raise ConfigError(f"unknown progressive mode {full.mode!r}; choose one of {', '.join(WIDEN_CHOICES)}")
     _require_positive_int(full.stages, "stages")
     _require_positive_int(full.epochs_per_stage, "epochs per stage")
+    if full.epochs is not None:
+        _require_positive_int(full.epochs, "full-training epochs")
+        if full.mode != "none" and full.epochs < full.stages:
+            raise ConfigError(f"full-training epochs {full.epochs} are fewer than the {full.stages} widening stages")
     _validate_optimiser(full.batch_size, full.lr, full.weight_decay)
     if full.decay not in DECAYS:
         raise ConfigError(f"unknown learning-rate decay {full.decay!r}; choose one of {', '.join(DECAYS)}")

@@ -156,7 +156,8 @@ def train_candidate(
             tracker.log_artifacts(run_id, Path(folder) / "analysis", "analysis")
             tracker.log_params(run_id, {"learned_widths": format_widths(analysis.learned_widths),
                                         "lazy_threshold": config.full.lazy_threshold})
-            tracker.log_metrics(run_id, {"analysis_time_s": analysis.seconds, "analysis_images": analysis.images})
+            tracker.log_metrics(run_id, {"analysis_time_s": analysis.seconds, "analysis_images": analysis.images,
+                                         "lazy_drop": analysis.lazy_drop})
     tracker.set_tags(run_id, tags)
     return CandidateOutcome(result, analysis, time.monotonic() - start, note)
 
@@ -240,7 +241,7 @@ class FullPhasePlan:
         kept = sum(needs) + max(needs, default=0.0)
         if self.config.search.slim and needs:
             full = self.config.full
-            kept += max(needs) * (1 - ANALYSIS_SHARE) * full.fine_tune_epochs / (full.stages * full.epochs_per_stage)
+            kept += max(needs) * (1 - ANALYSIS_SHARE) * full.fine_tune_epochs / full.total_epochs
         return kept
 
 

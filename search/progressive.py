@@ -1,9 +1,10 @@
 """Full training of one width profile, by progressive widening or from scratch.
 
-Mode ``none`` (the default) trains the target widths from scratch for ``stages x
-epochs_per_stage`` epochs. The widening modes (``partial``, ``net2net``) with ``stages = 4``
-train the profile at 1/8 of its widths, then widen it to 1/4 (loading the trained kernels, see
-``models.widen``), 1/2 and 1, for ``epochs_per_stage`` each; at equal time they gave worse
+Mode ``none`` (the default) trains the target widths from scratch for ``total_epochs``
+(``epochs``, or ``stages x epochs_per_stage``). The widening modes (``partial``, ``net2net``)
+with ``stages = 4`` train the profile at 1/8 of its widths, then widen it to 1/4 (loading the
+trained kernels, see ``models.widen``), 1/2 and 1, the epochs split over the stages
+(``stage_epochs``); at equal time they gave worse
 models than scratch on textures and shapes (``benchmarks/progressive_vs_scratch.py``). Every
 stage goes through the same epoch loop as the proxy (``search.train.fit``).
 """
@@ -118,7 +119,7 @@ class FullResult:
 
 
 def schedule(target: Sequence[int], config: FullTrainConfig) -> list[tuple[tuple[int, ...], int]]:
-    """(widths, epochs) of each stage: ``none`` is one stage of ``stages * epochs_per_stage`` epochs.
+    """(widths, epochs) of each stage: ``none`` is one stage of all the epochs (``total_epochs``).
 
     Example:
         >>> schedule((8, 16), FullTrainConfig(mode="partial", stages=2, epochs_per_stage=3))
@@ -128,8 +129,8 @@ def schedule(target: Sequence[int], config: FullTrainConfig) -> list[tuple[tuple
     """
     target = tuple(int(w) for w in target)
     if config.mode == "none":
-        return [(target, config.epochs_per_stage * config.stages)]
-    return [(widths, config.epochs_per_stage) for widths in stage_widths(target, config.stages)]
+        return [(target, config.total_epochs)]
+    return list(zip(stage_widths(target, config.stages), config.stage_epochs(), strict=True))
 
 
 def train_full(

@@ -238,6 +238,7 @@ class SearchResult:
     slim: SlimReport | None = None  # --slim: the winner with its lazy kernels removed
     budget_s: float | None = None  # the command's wall-clock budget
     full_skipped: bool = False  # the second phase was on, but the budget left no time to train one candidate
+    full_planned: int = 0  # candidates the second phase picked (the top k); fewer trained when the budget ran out
     late_answer: bool = False  # the first trial completed past the budget (search.budget.has_completed)
     proxy_phase_s: float | None = None  # seconds from the budget's start to the proxy phase's end
 

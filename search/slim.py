@@ -1,8 +1,9 @@
 """From the learned width profile to a slimmer network: remove the lazy kernels, fine-tune, measure.
 
 ``slim_model`` is the measurement (no side effects): the kernel analysis names the lazy
-kernels, ``models.slim`` removes them (exactly the ablation that called them lazy, all at
-once), a short fine-tune at the full recipe's final learning rate lets the rest adapt, and
+kernels, ``models.slim`` removes them (all at once: the network the layer-by-layer ablations
+ended with, ``models.kernels.lazy_drop`` below the trained one), a short fine-tune (by default
+at half the full recipe's peak rate, ``fine_tune_rate``) lets the rest adapt, and
 parameters, multiply-adds, latency and validation accuracy are measured before and after.
 ``slim_run`` (``search slim RUN_ID``, and ``search run --slim`` for the winner) loads a logged
 model and records the result as a child MLflow run holding the slimmed weights.
@@ -53,17 +54,8 @@ def final_rate(full: FullTrainConfig) -> float:
     """
     if full.decay != "cosine":
         return full.lr
-    total = full.stages * full.epochs_per_stage
+    total = full.total_epochs
     return full.lr * CosineDecay(total).factor(total - 1)
-
-
-def kept_kernels(stats: list[LayerStats]) -> list[list[int]]:
-    """The kernels that are not lazy, per layer; where all are, the most important one stays."""
-    keep = []
-    for layer in stats:
-        kept = [k for k, lazy in enumerate(layer.lazy) if not lazy]
-        keep.append(kept or [max(range(layer.width), key=lambda k: layer.importance[k])])
-    return keep
 
 
 def slim_model(
@@ -85,7 +77,7 @@ def slim_model(
     model = model.to(device)
     shape = tuple(data.x_val.shape[1:])
     _, val_acc = evaluate(model, data.x_val, data.y_val, batch_size)
-    small = slim(model, kept_kernels(stats)).to(device)
+    small = slim(model, [layer.kept for layer in stats]).to(device)
     _, removed_acc = evaluate(small, data.x_val, data.y_val, batch_size)
     history: list[EpochMetrics] = []
 

@@ -28,7 +28,7 @@ from search.config import Config, ConfigError, from_mapping
 from search.cost import measure_cost, over_limit
 from search.data import TensorData
 from search.events import EventHandler, SearchStarted
-from search.full import FullPhasePlan, full_phase_candidates, run_full_phase, train_candidate
+from search.full import FullPhasePlan, full_phase_candidates, pick_candidates, run_full_phase, train_candidate
 from search.pareto import pareto_front
 from search.progressive import FullResult
 from search.proxy import describe
@@ -235,6 +235,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             slim=slimmed,
             budget_s=budget.total_s,
             full_skipped=config.search.full_phase and not full and bool(ranked),
+            full_planned=len(pick_candidates(ranked, config.search.top_k)),
             late_answer=answered_late(study, budget),
             proxy_phase_s=proxy_phase_s,
         )

@@ -289,6 +289,11 @@ def recipe_key(config: Config, widths: Sequence[int], seed: int | None = None) -
     full = dataclasses.asdict(config.full)
     for name in NOT_TRAINING:
         full.pop(name)
+    epochs = full.pop("epochs")  # added later: a recipe it does not change keeps its key
+    if epochs is not None and epochs % config.full.stages:
+        full["epochs"] = epochs
+    elif epochs is not None:  # the same training as stages x (epochs / stages)
+        full["epochs_per_stage"] = epochs // config.full.stages
     data = {name: value for name, value in dataclasses.asdict(config.data).items()
             if ADDED_LATER.get(name, object()) != value}
     recipe = {"data": data, "model": dataclasses.asdict(config.model), "full": full,
@@ -492,8 +497,7 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
     frozen = config.space.frozen_layers[0]
     settings = ScorerSettings(config.model, config.proxy, config.search.seed)
     seeds = config.fidelity.full_seeds
-    recipe = (f"{config.full.mode}, {config.full.stages}x{config.full.epochs_per_stage} epochs, {config.full.decay} "
-              f"rate, mean of {seeds} seed{'s' if seeds > 1 else ''}")
+    recipe = f"{config.full.describe()}, mean of {seeds} seed{'s' if seeds > 1 else ''}"
     parent_id = tracker.start_run(
         time.strftime("validate-%Y%m%d-%H%M%S"),
         params={**config.to_flat_dict(), "seed": config.search.seed, "frozen_layers": frozen},

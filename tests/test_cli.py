@@ -39,6 +39,8 @@ from conftest import ROOT, run_cli
         (["train", "--widths", "8-x"], "'x'"),
         (["train", "--dataset", "mnist", "--data-dir", "nope"], "'nope'"),
         (["train", "--stages", "0"], "stages 0"),
+        (["train", "--full-epochs", "0"], "full-training epochs 0"),
+        (["train", "--full-epochs", "9", "--epochs-per-stage", "3"], "--full-epochs 9 and --epochs-per-stage 3"),
         (["--backend", "spark"], "'spark'"),
         (["--address", "auto"], "--address needs --backend ray"),
         (["--backend", "ray", "--address", "http://head:8265"], "'http://head:8265'"),
@@ -194,3 +196,21 @@ def test_proxy_images_flag(flag: list[str], images: int | None) -> None:
 
     for command in ("run", "validate"):
         assert config_from_args(build_parser().parse_args([command, *flag])).proxy.train_images == images
+
+
+def test_full_epochs_flag_and_epochs_per_stage_over_a_settings_file(tmp_path: Path) -> None:
+    from search.cli import build_parser, config_from_args
+
+    def full(*flags: str) -> tuple[int, str]:
+        config = config_from_args(build_parser().parse_args(list(flags))).full
+        return config.total_epochs, config.describe()
+
+    for command in ("run", "train", "validate"):
+        widths = ["--widths", "8-16"] if command == "train" else []
+        assert full(command, *widths, "--full-epochs", "20") == (20, "from scratch, 20 epochs, cosine rate")
+    widening = full("run", "--full-epochs", "7", "--progressive", "partial")
+    assert widening == (7, "partial widening, 3+4 epochs, cosine rate")
+    settings = tmp_path / "s.toml"
+    settings.write_text("[full]\nepochs = 20\n")
+    assert full("run", "--config", str(settings))[0] == 20
+    assert full("run", "--config", str(settings), "--stages", "2", "--epochs-per-stage", "3")[0] == 6  # the flag wins

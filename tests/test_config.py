@@ -71,6 +71,18 @@ def test_the_width_weights_are_0020_and_0008_by_default_and_must_be_numbers_at_l
                 settings(tmp_path, f"[proxy]\n{name} = {bad}\n")
 
 
+def test_full_epochs_count_every_stage_and_replace_the_epochs_per_stage(tmp_path: Path) -> None:
+    assert Config().full.total_epochs == 12 and Config().full.epochs is None  # 2 stages x 6 by default
+    assert settings(tmp_path, "[full]\nepochs = 7\n").full.total_epochs == 7
+    widening = settings(tmp_path, '[full]\nmode = "partial"\nstages = 3\nepochs = 8\n').full
+    assert widening.stage_epochs() == (2, 3, 3) and widening.describe() == "partial widening, 2+3+3 epochs, cosine rate"
+    assert Config().full.describe() == "from scratch, 12 epochs, cosine rate"
+    with pytest.raises(ConfigError, match="full-training epochs 0"):
+        settings(tmp_path, "[full]\nepochs = 0\n")
+    with pytest.raises(ConfigError, match="full-training epochs 2 are fewer than the 3 widening stages"):
+        settings(tmp_path, '[full]\nmode = "net2net"\nstages = 3\nepochs = 2\n')
+
+
 def test_a_resumed_study_keeps_the_score_it_was_searched_with() -> None:
     old = json.dumps({"proxy": {"epochs": 3}, "space": {"layers": 4}})  # before width_weight: the accuracy alone
     resumed = study_config(Config(), old)

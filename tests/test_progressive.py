@@ -93,6 +93,9 @@ def test_schedule_of_each_mode() -> None:
         ((2, 4), 2), ((4, 8), 2), ((8, 16), 2)
     ]
     assert schedule((8, 16), FullTrainConfig(mode="none", stages=3, epochs_per_stage=2)) == [((8, 16), 6)]
+    # epochs, when set, replace epochs_per_stage: all of them at once, or split over the stages
+    assert schedule((8, 16), FullTrainConfig(mode="none", stages=3, epochs_per_stage=2, epochs=5)) == [((8, 16), 5)]
+    assert schedule((8, 16), FullTrainConfig(mode="partial", epochs=7)) == [((4, 8), 3), ((8, 16), 4)]
 
 
 @pytest.mark.slow

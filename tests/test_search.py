@@ -379,7 +379,7 @@ def test_the_result_says_when_the_model_kept_is_a_narrower_stages(capsys: pytest
 
     full = (FullSummary(1, 0, (32, 64), 0.9, "COMPLETE", 0.95, (10, 20), 5000, 6.0, "wide", None, (0.1, 0.2), (32, 64)),
             FullSummary(2, 1, (16, 64), 0.8, "COMPLETE", 0.97, (7, 15), 1200, 4.0, "kept", None, (0.1, 0.2), (8, 32)))
-    result = SearchResult("s", "p", Path("runs"), "sqlite:///runs/mlflow.db", (), 10.0, full=full)
+    result = SearchResult("s", "p", Path("runs"), "sqlite:///runs/mlflow.db", (), 10.0, full=full, full_planned=2)
     search.cli.print_result(result, search.cli.build_parser().parse_args(["run"]), "partial")
     out = " ".join(capsys.readouterr().out.split())
     assert "Winner (* above): 16-64 (kept as 8-32: its best epoch), full val_acc 0.9700" in out
@@ -388,3 +388,6 @@ def test_the_result_says_when_the_model_kept_is_a_narrower_stages(capsys: pytest
     assert "Full training (from scratch)" in " ".join(capsys.readouterr().out.split())
     assert "32-64 (kept" not in out  # the wide one kept its own widths
     assert full[1].row()["kept_widths"] == "8-32"
+    assert "in full: the budget fit no more" not in out  # both of the two it picked were trained
+    search.cli.print_result(replace(result, full_planned=3), search.cli.build_parser().parse_args(["run"]), "none")
+    assert "Trained 2 of the top 3 in full: the budget fit no more" in " ".join(capsys.readouterr().out.split())

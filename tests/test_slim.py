@@ -8,12 +8,12 @@ import torch
 
 from conftest import run_cli, trained_run
 from models import ConvNet
-from models.kernels import layer_stats
+from models.kernels import layer_stats, lazy_drop
 from models.slim import slim, zero_kernels_
 from search.analysis import load_checkpoint
 from search.config import FullTrainConfig
 from search.data import make_synthetic
-from search.slim import final_rate, fine_tune_rate, kept_kernels, slim_model
+from search.slim import final_rate, fine_tune_rate, slim_model
 from search.tracking import Tracker
 from search.train import TrainSettings, evaluate, fit
 
@@ -46,13 +46,14 @@ def test_the_pipeline_removes_the_lazy_kernels_as_the_ablation_measured_them() -
     assert {2, 5} <= set(lazy[0]) and 7 in lazy[2]  # a zeroed kernel changes nothing
 
     small, report = slim_model(net, data, stats, epochs=0, lr=1e-3, batch_size=64)
-    keep = kept_kernels(stats)
+    keep = [s.kept for s in stats]
     assert small.widths == tuple(len(k) for k in keep) == report.slim_widths
     assert all(len(k) == max(1, s.width - len(d)) for k, s, d in zip(keep, stats, lazy, strict=True))
     # Removing the lazy kernels is zeroing them all at once: the same accuracy, the same logits.
     ablated = zero_kernels_(copy.deepcopy(net), [[k for k in range(s.width) if k not in kept]
                                                  for s, kept in zip(stats, keep, strict=True)])
     assert report.removed_acc == evaluate(ablated, data.x_val, data.y_val, 64)[1] == report.tuned_acc
+    assert report.val_acc - report.removed_acc == pytest.approx(lazy_drop(net, stats, data.x_val, data.y_val))
     assert torch.allclose(small(data.x_val), ablated(data.x_val), atol=1e-5)
     assert report.slim_params < report.params and report.slim_macs < report.macs and report.epochs == 0
 

@@ -213,6 +213,10 @@ def test_the_cache_key_follows_what_changes_training(tmp_path: Path) -> None:
     key = recipe_key(config, (8, 16))
     assert key == recipe_key(config, (8, 16)) != recipe_key(config, (8, 24))
     assert key != recipe_key(Config(full=FullTrainConfig(epochs_per_stage=4)), (8, 16))
+    assert key == recipe_key(Config(full=FullTrainConfig(epochs=12)), (8, 16))  # 2 x 6 epochs: the same training
+    assert key != recipe_key(Config(full=FullTrainConfig(epochs=13)), (8, 16))
+    assert recipe_key(Config(full=FullTrainConfig(epochs=8)), (8, 16)) == recipe_key(
+        Config(full=FullTrainConfig(epochs_per_stage=4)), (8, 16))
     assert key == recipe_key(Config(full=FullTrainConfig(lazy_threshold=0.1)), (8, 16))  # analysis only
     assert key == recipe_key(Config(full=FullTrainConfig(fine_tune_epochs=9)), (8, 16))  # slimming only
     assert key != recipe_key(Config(data=DataConfig(texture_size=28)), (8, 16))
@@ -327,7 +331,7 @@ def test_validate_with_workers_caches_every_training_and_says_how_they_were_time
     args = ["validate", *TINY, "--candidates", "3", "--full-seeds", "2", "--scorers", "params"]
     first = run_cli([*args, "--workers", "2"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "2 seed(s) each, 2 at a time" in first.stdout
+    assert "from scratch, 2 epochs, cosine rate, 2 seed(s) each, 2 at a time" in " ".join(first.stdout.split())
     assert all(f"full training   {done}/6" in first.stdout for done in range(1, 7))
     assert "0 of 6 full trainings (3 candidates x 2 seeds) came from the cache" in first.stdout
     entries = json.loads((tmp_path / "runs" / CACHE_FILE).read_text())
