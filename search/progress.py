@@ -293,7 +293,7 @@ def layers_table(analysis: Analysis) -> Table:
     """Per conv layer: searched and learned width and the kernel statistics' means."""
     table = Table(title=f"Kernels (ablations on {analysis.images} validation images)",
                   caption="means over a layer's kernels; max drop: largest accuracy drop when one kernel is zeroed "
-                          "(the lazy kernels of the layers above it in the table zeroed too); every lazy kernel "
+                          "(with the earlier layers' lazy kernels zeroed); every lazy kernel "
                           f"zeroed together: accuracy {-analysis.lazy_drop:+.4f}")
     for column in ("layer", "width", "learned", "lazy", "norm", "entropy", "max drop", "mirror lr", "mirror ud"):
         table.add_column(column, justify="right", no_wrap=True)
