@@ -39,6 +39,7 @@ from models.convnet import ConvNet
 DEFAULT_BINS = 16
 DEFAULT_THRESHOLD = 0.005
 ABLATION_BYTES = 64 * 2**20  # activations of one batch of ablated copies
+FIRST_GROUPS = 4  # the group pass measures this many groups first, then twice as many each time
 SYMMETRIES = ("mirror_lr", "mirror_ud", "same_rows", "same_cols", "rot90", "rot180")
 
 
@@ -109,13 +110,15 @@ def ablation_importance(
 
 
 def group_drops(model: ConvNet, layer: int, order: list[int], x: torch.Tensor, y: torch.Tensor,
-                max_bytes: int = ABLATION_BYTES, keep_below: Sequence[torch.Tensor] = ()) -> torch.Tensor:
-    """Accuracy drop when the first 1, 2, ..., all kernels of ``order`` are zeroed together."""
+                max_bytes: int = ABLATION_BYTES, keep_below: Sequence[torch.Tensor] = (),
+                stop_at: float | None = None) -> torch.Tensor:
+    """Accuracy drop when the first 1, 2, ..., all kernels of ``order`` are zeroed together; with
+    ``stop_at``, only up to (a few past) the first group whose drop reaches it (see ``ablate``)."""
     channels = model.convs()[layer].out_channels
     masks = torch.zeros(len(order), channels, dtype=torch.bool)
     for count in range(len(order)):
         masks[count:, order[count]] = True
-    return ablate(model, layer, masks, x, y, max_bytes, keep_below)[0]
+    return ablate(model, layer, masks, x, y, max_bytes, keep_below, stop_at)[0]
 
 
 def _run_below(model: ConvNet, layer: int, x: torch.Tensor, keep_below: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -132,14 +135,16 @@ def _run_below(model: ConvNet, layer: int, x: torch.Tensor, keep_below: Sequence
 @torch.inference_mode()
 def ablate(
     model: ConvNet, layer: int, masks: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-    max_bytes: int = ABLATION_BYTES, keep_below: Sequence[torch.Tensor] = (),
+    max_bytes: int = ABLATION_BYTES, keep_below: Sequence[torch.Tensor] = (), stop_at: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(accuracy drop, loss rise) on (x, y) per row of ``masks`` (copies x channels, bool): the
     channels of conv ``layer`` that row zeroes; ``keep_below`` zeroes channels of the layers below
     in the network measured and in its baseline alike (see ``_run_below``).
 
     The blocks below ``layer`` run once; copies of the layer's output, each with its channels
-    zeroed, go through the blocks above in batches of up to ``max_bytes`` of activations.
+    zeroed, go through the blocks above in batches of up to ``max_bytes`` of activations. With
+    ``stop_at``, the rows go in batches of ``FIRST_GROUPS``, then twice as many each time, and
+    the rest are skipped once a drop reaches ``stop_at``: the first rows come back, not all.
     """
     was_training = model.training
     model.eval()
@@ -152,9 +157,11 @@ def ablate(
 
         masks = masks.to(out.device)
         per_copy = out.numel() * out.element_size()
-        chunk = max(1, min(len(masks), max_bytes // max(per_copy, 1)))
+        most = max(1, min(len(masks), max_bytes // max(per_copy, 1)))
+        chunk = most if stop_at is None else min(most, FIRST_GROUPS)
         drops, rises = [], []
-        for start in range(0, len(masks), chunk):
+        start = 0
+        while start < len(masks):
             keep = ~masks[start:start + chunk]  # (k, C)
             copies = out.unsqueeze(0) * keep[:, None, :, None, None]  # (k, N, C, H, W)
             logits = above(copies.flatten(0, 1)).view(len(keep), len(y), -1)
@@ -162,6 +169,11 @@ def ablate(
             loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(keep)), reduction="none")
             drops.append(base_acc - accuracy)
             rises.append(loss.view(len(keep), -1).mean(1) - base_loss)
+            start += len(keep)
+            if stop_at is not None:
+                if bool((drops[-1] >= stop_at).any()):
+                    break
+                chunk = min(most, 2 * chunk)
         return torch.cat(drops).cpu(), torch.cat(rises).cpu()
     finally:
         model.train(was_training)
@@ -179,7 +191,8 @@ class LayerStats:
     importance: tuple[float, ...]  # accuracy drop when the kernel is zeroed
     loss_rise: tuple[float, ...]  # validation loss rise when the kernel is zeroed
     threshold: float
-    # Accuracy drop when the 1, 2, ... least important kernels (order() reversed) are zeroed together.
+    # Accuracy drop when the 1, 2, ... least important kernels (order() reversed) are zeroed
+    # together: measured up to (a few groups past) the first that reaches the threshold.
     group_drop: tuple[float, ...]
 
     @cached_property
@@ -188,7 +201,7 @@ class LayerStats:
         the longest run of groups, from one kernel up, that lower accuracy by less than it (a
         group whose removal raises accuracy goes too)."""
         count = 0
-        while count < self.width and self.group_drop[count] < self.threshold:
+        while count < len(self.group_drop) and self.group_drop[count] < self.threshold:
             count += 1
         return count
 
@@ -257,7 +270,8 @@ def layer_stats(
                 importance=drop,
                 loss_rise=rise,
                 threshold=threshold,
-                group_drop=_floats(group_drops(model, layer, least_first, x, y, keep_below=keep_below)),
+                group_drop=_floats(group_drops(model, layer, least_first, x, y, keep_below=keep_below,
+                                               stop_at=threshold)),
             )
         )
     return stats

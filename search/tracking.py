@@ -186,6 +186,14 @@ class Tracker:
             )
         )
 
+    def trial_run(self, study_name: str, number: int) -> str | None:
+        """The run of proxy trial ``number`` of ``study_name`` (found by its tags), if one was opened."""
+        study = study_name.replace("'", "\\'")
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=1,
+            filter_string=f"tags.phase = 'proxy' and tags.study = '{study}' and tags.trial = '{number}'")
+        return runs[0].info.run_id if runs else None
+
     def descendants(self, run_id: str) -> list[Any]:
         """Children, their children, ... (a search's full-training runs hold stage runs)."""
         found, frontier = [], [run_id]

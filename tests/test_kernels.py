@@ -133,6 +133,21 @@ def test_group_drops_equal_zeroing_the_least_important_kernels_together_for_real
         assert drops[count - 1].item() == pytest.approx(base - _zeroed_accuracy(net, {0: order[:count]}, x, y))
 
 
+def test_the_group_pass_stops_a_few_groups_past_the_first_that_reaches_the_threshold() -> None:
+    net = ConvNet((4, 24), in_channels=1, image_size=8, num_classes=3, hidden=(8,), seed=0)
+    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = net(x).argmax(1)  # every image right: any group that changes a prediction costs accuracy
+    order = list(range(24))
+    every = group_drops(net, 1, order, x, y)
+    first = next(i for i, drop in enumerate(every.tolist()) if drop >= 0.01)
+    assert first < 12  # so there is something to skip
+    measured = group_drops(net, 1, order, x, y, stop_at=0.01)
+    assert measured.tolist() == every[: len(measured)].tolist()  # the same drops, the first ones only
+    assert first < len(measured) < 24  # past the first at the threshold, short of all 24
+    assert len(measured) in (4, 12)  # batches of 4, then 8: it stops at the end of the batch holding it
+
+
 def test_the_lazy_kernels_of_a_trained_net_can_go_together(tiny_data: TensorData) -> None:
     """The property the learned widths promise: zeroing a layer's lazy kernels at once (for real),
     on top of the lazy kernels of the layers below, costs less than the threshold, so the network

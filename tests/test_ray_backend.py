@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -14,6 +16,7 @@ from search.backends import ray_tune
 from search.budget import Budget
 from search.config import Config, ConfigError, RayConfig, SpaceConfig, StoreConfig
 from search.space import starting_params
+from search.tracking import Tracker
 
 
 def test_the_token_comes_from_the_environment_then_the_token_file(tmp_path: Path,
@@ -63,7 +66,8 @@ def test_the_driver_asks_and_tells_the_study_as_the_local_backend_does(tmp_path:
     study.enqueue_trial(starting_params(space))
     budget = Budget(600, time.monotonic())
     ended: list[object] = []
-    searcher = ray_tune.make_searcher_class()(study, space, "params", 2, budget, budget, None, ended.append)
+    searcher = ray_tune.make_searcher_class()(study, space, "params", 2, budget, budget, None, ended.append,
+                                              lambda number: None)
     identity = {"widths": "4-8", "frozen_layers": 1, "total_params": 100, "trained_params": 60, "frozen_params": 40,
                 "macs": 1000, "latency_ms": 1.0, "mlflow_run_id": "r", "cost": 100, "width_penalty": 0.05}
     epoch = {"train_loss": 1.0, "val_loss": 1.0, "epoch_time_s": 0.1, "eval_time_s": 0.01, "images_per_s": 10.0}
@@ -96,3 +100,31 @@ def test_the_driver_asks_and_tells_the_study_as_the_local_backend_does(tmp_path:
     repeats = [t for t in study.get_trials() if "same_as" in t.user_attrs]
     assert all(t.state == TrialState.COMPLETE and t.value == 0.75 for t in repeats)
     assert len(ended) == len(repeats)
+
+
+def test_a_trial_whose_worker_is_lost_before_its_first_report_is_linked_to_its_run_and_failed(tmp_path: Path) -> None:
+    """The worker opened the trial's MLflow run, then was lost before any report reached the
+    driver: Tune calls the searcher (error) and then the callbacks; the run is found by its tags."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}", direction="maximize",
+                                study_name="s-1")
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+    parent = tracker.start_run("search", tags={"study": "s-1"})
+    budget = Budget(600, time.monotonic())
+    space = SpaceConfig(layers=2, width_choices=(4, 8), frozen_layers=(1,))
+    searcher = ray_tune.make_searcher_class()(study, space, "params", 2, budget, budget, None, lambda event: None,
+                                              partial(tracker.trial_run, "s-1"))
+    closer = ray_tune.make_callback_class()(tracker, study, searcher, lambda event: None, 2)
+    first, second = searcher.suggest("a"), searcher.suggest("b")
+    other = tracker.start_run("trial-0", parent_id=parent, tags={"phase": "proxy", "study": "other", "trial": 0})
+    lost = tracker.start_run(f"trial-{second['number']}", parent_id=parent,  # as search.trial.run_trial opens it
+                             tags={"phase": "proxy", "study": "s-1", "trial": second["number"]})
+    for trial_id in ("a", "b"):  # a: lost before it opened its run; b: after
+        searcher.on_trial_complete(trial_id, None, error=True)
+        closer.on_trial_error(0, [], SimpleNamespace(trial_id=trial_id, error_file=None))
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[first["number"]].state == trials[second["number"]].state == TrialState.FAIL
+    assert "mlflow_run_id" not in trials[first["number"]].user_attrs
+    assert trials[second["number"]].user_attrs["mlflow_run_id"] == lost
+    run = tracker.get_run(lost)
+    assert run.info.status == "FAILED" and run.data.tags["state"] == "failed" and run.data.tags["error"]
+    assert tracker.get_run(other).info.status == "RUNNING"  # another study's trial 0 is not touched

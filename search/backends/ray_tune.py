@@ -32,6 +32,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -236,12 +237,15 @@ def make_searcher_class() -> type:
 
     class StudySearch(Searcher):  # type: ignore[misc]
         def __init__(self, study: optuna.Study, space: SpaceConfig, cost: str, epochs: int, share: Budget,
-                     whole: Budget, trial_cap: int | None, emit: EventHandler) -> None:
+                     whole: Budget, trial_cap: int | None, emit: EventHandler,
+                     find_run: Callable[[int], str | None]) -> None:
             super().__init__(metric="score", mode="max")
             self.study, self.space, self.cost, self.epochs = study, space, cost, epochs
             self.share, self.whole, self.trial_cap, self.emit = share, whole, trial_cap, emit
+            self.find_run = find_run  # trial number -> its MLflow run, by the run's tags
             self.pareto = len(study.directions) > 1
             self.asked: dict[str, optuna.Trial] = {}  # Tune's trial id -> the Optuna trial, until told
+            self.lost_runs: dict[str, str] = {}  # Tune's trial id -> the run of a worker lost before reporting it
             self.numbers: dict[str, int] = {}
             self.curves: dict[str, list[float]] = {}
             self.overtime = False  # a trial was suggested past the budget (search.budget.has_completed)
@@ -322,6 +326,13 @@ def make_searcher_class() -> type:
             if result:  # a result that ends a trial (ASHA's last rung, say) comes here, not to on_trial_result
                 self.observe(trial_id, trial, result)
             if error:
+                if "mlflow_run_id" not in trial.user_attrs:
+                    # Its worker was lost before its first report reached the driver, maybe after
+                    # opening its run: found by its tags, the run is linked here and closed by RunCloser.
+                    run_id = self.find_run(trial.number)
+                    if run_id is not None:
+                        trial.set_user_attr("mlflow_run_id", run_id)
+                        self.lost_runs[trial_id] = run_id
                 trial.set_user_attr("error", "the trial raised or its worker was lost (see its MLflow run)")
                 self.study.tell(trial, state=TrialState.FAIL)
             elif result and result.get("complete"):
@@ -367,7 +378,7 @@ def make_callback_class() -> type:
 
         def _close(self, trial: Any, error: str | None) -> None:
             result = self.last.get(trial.trial_id, {})
-            run_id = result.get("mlflow_run_id")
+            run_id = result.get("mlflow_run_id") or self.searcher.lost_runs.get(trial.trial_id)
             if run_id is not None:
                 if error is not None:
                     # A trial that raised closed its run with its error; a lost worker did not.
@@ -448,7 +459,8 @@ class RayTrials:
         whole = Budget(whole_budget.total_s - RAY_TEARDOWN_S, whole_budget.started_at)
         pareto = config.search.objective == "pareto"
         searcher = make_searcher_class()(self.study, config.space, config.search.cost, epochs, share, whole,
-                                         config.search.trials, self.emit)
+                                         config.search.trials, self.emit,
+                                         partial(self.tracker.trial_run, self.study.study_name))
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=3)
         if config.search.pruner == "none" or pareto or config.search.scorer != "proxy":
             scheduler = None  # ASHA ranks one metric (pareto prunes by dominance); a zero-cost score has no epochs
