@@ -55,8 +55,8 @@ def main() -> None:
                   search=SearchConfig(device="cpu"),
                   fidelity=FidelityConfig(candidates=args.candidates, scorers=BASELINES, full_seeds=args.full_seeds),
                   store=StoreConfig(path=args.store)).validate()
-    print(f"{args.dataset}, {args.candidates} candidates from {args.width_choices} per layer, full training from "
-          f"scratch {base.full.stages * base.full.epochs_per_stage} epochs ({base.full.decay}), mean of "
+    print(f"{args.dataset}, {args.candidates} candidates from {args.width_choices} per layer, full training "
+          f"{base.full.describe()}, mean of "
           f"{args.full_seeds} seeds; torch {torch.__version__}, {torch.get_num_threads()} threads")
     baselines = run_validation(base)
     cached, trainings = baselines.trainings

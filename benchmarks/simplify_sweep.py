@@ -50,7 +50,7 @@ def main() -> None:
     recipe = FullTrainConfig()
     rate, epochs = fine_tune_rate(recipe), recipe.fine_tune_epochs
     thresholds = [float(s) for s in args.thresholds.split(",")]
-    print(f"recipe: {recipe.mode}, {recipe.stages} x {recipe.epochs_per_stage} epochs, cosine; fine-tune {epochs} "
+    print(f"recipe: {recipe.describe()}; fine-tune {epochs} "
           f"epochs at {rate:g}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'dataset':<9} {'widths':<15} {'seed':>4} {'S':>5} {'snapped':>7} {'removed':>8} {'trained':>7} "
           f"{'snap':>6} {'tuned':>6} {'random':>6} {'tune only':>9}")

@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     recipe = FullTrainConfig()
     rate, tune_rate = final_rate(recipe), fine_tune_rate(recipe)
-    total = recipe.stages * recipe.epochs_per_stage
-    print(f"recipe: {recipe.mode}, {recipe.stages} x {recipe.epochs_per_stage} epochs, cosine; fine-tune: final "
+    total = recipe.total_epochs
+    print(f"recipe: {recipe.describe()}; fine-tune: final "
           f"{args.final_epochs} epochs at {rate:.3g} (the recipe's final rate) | tuned {recipe.fine_tune_epochs} "
           f"epochs at {tune_rate:g} (search slim's default); "
           f"scratch: learned widths, {total} epochs; torch {torch.__version__}, {torch.get_num_threads()} threads")
