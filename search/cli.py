@@ -37,7 +37,7 @@ from search.config import (
 from search.errors import UserError
 
 if TYPE_CHECKING:
-    from search.results import SearchResult
+    from search.results import SearchResult, TrialCost
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -835,6 +835,9 @@ def print_result(result: SearchResult, args: argparse.Namespace, full_mode: str)
                           f"full val_acc {winner.val_acc:.4f}, "
                           f"learned widths {winner.learned_label or 'not measured'}; run {winner.run_id}. "
                           f"Keep it: [bold]{escape(export_command(args, winner.run_id))}[/]")
+        cost = result.trial_cost
+        if cost is not None:
+            console.print(trial_cost_line(cost))
         if len(result.full) < result.full_planned:
             console.print(f"Trained {len(result.full)} of the top {result.full_planned} in full: the budget fit no "
                           "more (a longer --budget, or a smaller --top-k, trains every one it picks).")
@@ -881,6 +884,22 @@ def export_command(args: argparse.Namespace, run_id: str) -> str:
         if (value := getattr(args, dest, None)) is not None:
             parts += [flag, str(value)]
     return shlex.join(parts)
+
+
+def trial_cost_line(cost: TrialCost) -> str:
+    """What a trial cost against a full training, in words.
+
+    Example:
+        >>> from search.results import TrialCost
+        >>> print(trial_cost_line(TrialCost(38, 1.9, 3, 23.75, 0.19)))  # doctest: +NORMALIZE_WHITESPACE
+        Cost of a trial: 1.9 s on average (38 trials; pruned ones stop early), 0.080 of a full
+        training here (23.8 s on average); a complete trial of the 3 trained in full: 0.190 of its own.
+    """
+    own = "" if cost.complete_share is None else \
+        f"; a complete trial of the {cost.full} trained in full: {cost.complete_share:.3f} of its own"
+    return (f"Cost of a trial: {cost.mean_trial_s:.1f} s on average ({cost.trials} "
+            f"trial{'s' if cost.trials > 1 else ''}; pruned ones stop early), {cost.share:.3f} of a full training "
+            f"here ({cost.mean_full_s:.1f} s on average){own}.")
 
 
 def overrun_note(result: SearchResult) -> str:

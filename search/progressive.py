@@ -95,6 +95,25 @@ class FullResult:
     kept_stage: int = -1
     kept_epoch: int = 0
     kept_val_acc: float = float("nan")
+    planned_epochs: tuple[int, ...] = ()  # per stage, as scheduled
+
+    @property
+    def whole_seconds(self) -> float | None:
+        """The whole training's seconds: as measured when it completed; when it stopped early, each
+        stage's mean epoch (training and evaluation) times the epochs planned for it, if every
+        stage trained at least one; else None.
+
+        Example:
+            >>> stage = StageResult(0, 1.0, (8,), (EpochMetrics(1, 1.0, 1.0, 0.5, 1.5, 0.5, 10.0),) * 2, 10, 4.0)
+            >>> FullResult((8,), "none", (stage,), 4.1, "budget", planned_epochs=(6,)).whole_seconds
+            12.0
+        """
+        if self.complete:
+            return self.seconds
+        if len(self.stages) != len(self.planned_epochs) or not all(stage.history for stage in self.stages):
+            return None
+        return sum(stage.seconds / len(stage.history) * epochs
+                   for stage, epochs in zip(self.stages, self.planned_epochs, strict=True))
 
     @property
     def val_acc(self) -> float:
@@ -206,7 +225,7 @@ def train_full(
     if best.state is not None:
         model = best.restore()
     return FullResult(tuple(int(w) for w in widths), config.mode, tuple(results), time.perf_counter() - start,
-                      stopped, best.stage, best.epoch, best.val_acc), model
+                      stopped, best.stage, best.epoch, best.val_acc, tuple(epochs for _, epochs in plan)), model
 
 
 # Per epoch, evaluating the validation split and the loop's own work on top of the training

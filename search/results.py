@@ -115,6 +115,9 @@ class FullSummary:
     note: str | None = None
     stage_epoch_s: tuple[float, ...] = ()  # mean seconds of one epoch, per widening stage trained
     kept_widths: tuple[int, ...] | None = None  # the model kept (its best epoch), when a narrower stage's
+    # The whole full training alone (no analysis): measured, or for a stopped one its epochs'
+    # mean time times the epochs planned (search.progressive.FullResult.whole_seconds).
+    full_s: float | None = None
 
     @property
     def label(self) -> str:
@@ -137,6 +140,58 @@ class FullSummary:
         return {**dataclasses.asdict(self), "widths": self.label, "learned_widths": self.learned_label,
                 "kept_widths": kept,
                 "stage_epoch_s": ",".join(f"{s:.4g}" for s in self.stage_epoch_s)}
+
+
+@dataclass(frozen=True)
+class TrialCost:
+    """What a trial of the search cost against a full training of the same search (same data,
+    device and recipe): the claim that scoring a candidate is cheap, measured in every run."""
+
+    trials: int  # trials that trained: complete, pruned or failed (not repeats, not rejected)
+    mean_trial_s: float  # pruned trials stop early, and later trials reuse frozen features
+    full: int  # candidates trained in full (a stopped one's time extrapolated to all its epochs)
+    mean_full_s: float  # their training alone
+    complete_share: float | None  # mean over those candidates of their own trial's seconds / their training's
+
+    @property
+    def share(self) -> float:
+        """A trial's mean seconds as a share of one full training's."""
+        return self.mean_trial_s / self.mean_full_s
+
+    def metrics(self) -> dict[str, float]:
+        own = {} if self.complete_share is None else {"complete_trial_cost_share": self.complete_share}
+        return {"mean_trial_s": self.mean_trial_s, "mean_full_train_s": self.mean_full_s,
+                "trial_cost_share": self.share, **own}
+
+
+def trial_cost(trials: Iterable[TrialSummary], full: Iterable[FullSummary]) -> TrialCost | None:
+    """A trial's cost against a full training, or None without a trained trial and a full
+    training whose whole time is known.
+
+    Example:
+        >>> t = [TrialSummary(0, "COMPLETE", (8, 8), 1, 0.5, 10, 5, 4.0, None),
+        ...      TrialSummary(1, "PRUNED", (4, 8), 1, None, 10, 5, 1.0, None),
+        ...      TrialSummary(2, "COMPLETE", (8, 8), 1, 0.5, 10, 5, 0.0, None, same_as=0)]
+        >>> f = [FullSummary(1, 0, (8, 8), 0.5, "COMPLETE", 0.9, None, 10, 45.0, "r", full_s=40.0),
+        ...      FullSummary(2, 1, (4, 8), 0.4, "FAIL", None, None, None, 3.0, "q")]
+        >>> cost = trial_cost(t, f)
+        >>> cost.mean_trial_s, cost.share, cost.complete_share
+        (2.5, 0.0625, 0.1)
+    """
+    spent = [t for t in trials if t.state in ("COMPLETE", "PRUNED", "FAIL") and t.same_as is None
+             and t.seconds is not None]
+    trained = [f for f in full if f.state != "FAIL" and f.full_s]
+    if not spent or not trained:
+        return None
+    by_number = {t.number: t for t in spent}
+    own = [(by_number[f.trial].seconds or 0.0) / (f.full_s or 1.0) for f in trained if f.trial in by_number]
+    return TrialCost(
+        trials=len(spent),
+        mean_trial_s=sum(t.seconds or 0.0 for t in spent) / len(spent),
+        full=len(trained),
+        mean_full_s=sum(f.full_s or 0.0 for f in trained) / len(trained),
+        complete_share=sum(own) / len(own) if own else None,
+    )
 
 
 def best_full(full: Iterable[FullSummary]) -> FullSummary | None:
@@ -252,6 +307,10 @@ class SearchResult:
             10.0
         """
         return 0.0 if self.budget_s is None else max(0.0, self.elapsed_s - self.budget_s)
+
+    @property
+    def trial_cost(self) -> TrialCost | None:
+        return trial_cost(self.trials, self.full)
 
     @property
     def winner(self) -> FullSummary | None:

@@ -393,6 +393,9 @@ def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:
         tracker.set_tags(result.parent_run_id, {"winner_widths": winner.label, "winner_run_id": winner.run_id,
                                                 "winner_learned_widths": winner.learned_label or ""})
         tracker.log_json(result.parent_run_id, winner.row(), "winner.json")
+    cost = result.trial_cost
+    if cost is not None:
+        metrics.update(cost.metrics())
     front = pareto_front(result.trials, result.cost) if result.objective == "pareto" else None
     if front is not None:
         metrics["front_size"] = len(front)

@@ -187,12 +187,13 @@ class Tracker:
         )
 
     def trial_run(self, study_name: str, number: int) -> str | None:
-        """The run of proxy trial ``number`` of ``study_name`` (found by its tags), if one was opened."""
-        study = study_name.replace("'", "\\'")
+        """The run of proxy trial ``number`` of ``study_name`` (found by its tags), if one was opened.
+
+        The study is compared here, not in MLflow's filter, whose strings take no escaped quote."""
         runs = self.client.search_runs(
-            [self.experiment_id], max_results=1,
-            filter_string=f"tags.phase = 'proxy' and tags.study = '{study}' and tags.trial = '{number}'")
-        return runs[0].info.run_id if runs else None
+            [self.experiment_id], filter_string=f"tags.phase = 'proxy' and tags.trial = '{int(number)}'",
+            order_by=["attributes.start_time DESC"])  # the study that asks is the newest (at most 1,000 read)
+        return next((run.info.run_id for run in runs if run.data.tags.get("study") == study_name), None)
 
     def descendants(self, run_id: str) -> list[Any]:
         """Children, their children, ... (a search's full-training runs hold stage runs)."""

@@ -242,6 +242,18 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
     assert parent.data.tags["winner_widths"] == winner.data.params["widths"]
     assert parent.data.metrics["winner_val_acc"] == winner.data.metrics["val_acc"]
     assert 0 < parent.data.metrics["proxy_phase_s"] < parent.data.metrics["search_time_s"]
+    # What a trial cost against a full training of this search, from the times the runs recorded.
+    trial_s = [t.user_attrs["seconds"] for t in study.trials]
+    full_s = [r.data.metrics["train_time_s"] for r in full]
+    assert parent.data.metrics["mean_trial_s"] == pytest.approx(sum(trial_s) / len(trial_s))
+    assert parent.data.metrics["mean_full_train_s"] == pytest.approx(sum(full_s) / len(full_s))
+    assert parent.data.metrics["trial_cost_share"] == pytest.approx(sum(trial_s) / sum(full_s) * 2 / 3)
+    by_widths = {t.user_attrs["widths"]: t.user_attrs["seconds"] for t in best_two}
+    own = [by_widths[r.data.params["widths"]] / r.data.metrics["train_time_s"] for r in full]
+    assert parent.data.metrics["complete_trial_cost_share"] == pytest.approx(sum(own) / len(own))
+    line = " ".join(result.stdout.split())
+    assert f"Cost of a trial: {sum(trial_s) / 3:.1f} s on average (3 trials;" in line
+    assert f"{parent.data.metrics['trial_cost_share']:.3f} of a full training here" in line
     assert {"full_results.csv", "winner.json"} <= {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
     # The parent run carries the pictures that compare trials and candidates.
     assert {"comparison/trial_scores.png", "comparison/epoch_times.png", "comparison/widths.png"} <= {
