@@ -275,6 +275,7 @@ def finished_summary(rank: int, trial: TrialSummary, outcome: CandidateOutcome, 
         result.val_acc, outcome.analysis.learned_widths if outcome.analysis else None,
         result.kept_trained_params, outcome.seconds, run_id, outcome.note,
         tuple(stage.epoch_s for stage in result.stages), result.kept_widths, result.whole_seconds,
+        outcome.analysis.images if outcome.analysis else None,
     )
 
 

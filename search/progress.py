@@ -98,7 +98,7 @@ class SearchProgress:
         elif isinstance(event, CandidateEnded):
             f = event.summary
             outcome = f"val_acc {f.val_acc:.4f}" if f.val_acc is not None else "failed"
-            learned = f"  learned {f.learned_label}" if f.learned_widths else ""
+            learned = f"  learned {f.learned_label} ({f.analysis_images} images)" if f.learned_widths else ""
             note = f"  ({f.note})" if f.note else ""
             console.print(f"  full {f.rank:>2}  {f.label:<24} {outcome:<16}{learned}  {f.seconds:6.1f} s{note}")
         elif isinstance(event, EpochDone):
@@ -269,8 +269,9 @@ def training_how(mode: str) -> str:
 def full_table(result: SearchResult, mode: str) -> Table:
     """The second phase, trained as ``mode`` says: proxy score beside full accuracy, the winner first."""
     table = Table(title=f"Full training ({training_how(mode)}); * winner", caption="proxy: proxy score, "
-                  "full: validation accuracy after full training, params: trained, s: seconds")
-    for column in ("rank", "widths", "proxy", "full", "learned widths", "params", "s", "state"):
+                  "full: validation accuracy after full training, images: validation images the learned widths "
+                  "were measured on, params: trained, s: seconds")
+    for column in ("rank", "widths", "proxy", "full", "learned widths", "images", "params", "s", "state"):
         table.add_column(column, justify="left" if column in ("widths", "learned widths", "state") else "right",
                          no_wrap=True)
     winner = result.winner
@@ -282,6 +283,7 @@ def full_table(result: SearchResult, mode: str) -> Table:
             score_text(f.proxy_score),
             f"{f.val_acc:.4f}" if f.val_acc is not None else "",
             f.learned_label or "",
+            str(f.analysis_images) if f.analysis_images is not None else "",
             f"{f.trained_params:,}" if f.trained_params is not None else "",
             f"{f.seconds:.1f}",
             f.state.lower(),

@@ -118,6 +118,7 @@ class FullSummary:
     # The whole full training alone (no analysis): measured, or for a stopped one its epochs'
     # mean time times the epochs planned (search.progressive.FullResult.whole_seconds).
     full_s: float | None = None
+    analysis_images: int | None = None  # validation images the learned widths were measured on
 
     @property
     def label(self) -> str:

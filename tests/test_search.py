@@ -254,6 +254,9 @@ def test_the_second_phase_trains_the_best_candidates_and_records_the_winner(tmp_
     line = " ".join(result.stdout.split())
     assert f"Cost of a trial: {sum(trial_s) / 3:.1f} s on average (3 trials;" in line
     assert f"{parent.data.metrics['trial_cost_share']:.3f} of a full training here" in line
+    for run in full:  # the learned widths, with the number of images they were measured on
+        images = int(run.data.metrics["analysis_images"])
+        assert f"learned {run.data.params['learned_widths']} ({images} images)" in line
     assert {"full_results.csv", "winner.json"} <= {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
     # The parent run carries the pictures that compare trials and candidates.
     assert {"comparison/trial_scores.png", "comparison/epoch_times.png", "comparison/widths.png"} <= {
