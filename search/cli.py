@@ -893,10 +893,12 @@ def trial_cost_line(cost: TrialCost) -> str:
         >>> from search.results import TrialCost
         >>> print(trial_cost_line(TrialCost(38, 1.9, 3, 23.75, 0.19)))  # doctest: +NORMALIZE_WHITESPACE
         Cost of a trial: 1.9 s on average (38 trials; pruned ones stop early), 0.080 of a full
-        training here (23.8 s on average); a complete trial of the 3 trained in full: 0.190 of its own.
+        training here (23.8 s on average); the complete trial of each of the 3 trained in full: 0.190 of
+        its own (mean).
     """
+    which = "the one" if cost.full == 1 else f"each of the {cost.full}"
     own = "" if cost.complete_share is None else \
-        f"; a complete trial of the {cost.full} trained in full: {cost.complete_share:.3f} of its own"
+        f"; the complete trial of {which} trained in full: {cost.complete_share:.3f} of its own (mean)"
     return (f"Cost of a trial: {cost.mean_trial_s:.1f} s on average ({cost.trials} "
             f"trial{'s' if cost.trials > 1 else ''}; pruned ones stop early), {cost.share:.3f} of a full training "
             f"here ({cost.mean_full_s:.1f} s on average){own}.")
