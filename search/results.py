@@ -179,18 +179,17 @@ def trial_cost(trials: Iterable[TrialSummary], full: Iterable[FullSummary]) -> T
         >>> cost.mean_trial_s, cost.share, cost.complete_share
         (2.5, 0.0625, 0.1)
     """
-    spent = [t for t in trials if t.state in ("COMPLETE", "PRUNED", "FAIL") and t.same_as is None
-             and t.seconds is not None]
-    trained = [f for f in full if f.state != "FAIL" and f.full_s]
+    spent = {t.number: t.seconds for t in trials
+             if t.state in ("COMPLETE", "PRUNED", "FAIL") and t.same_as is None and t.seconds is not None}
+    trained = [(f.trial, f.full_s) for f in full if f.full_s is not None]  # a failed one has no full_s
     if not spent or not trained:
         return None
-    by_number = {t.number: t for t in spent}
-    own = [(by_number[f.trial].seconds or 0.0) / (f.full_s or 1.0) for f in trained if f.trial in by_number]
+    own = [spent[trial] / full_s for trial, full_s in trained if trial in spent]
     return TrialCost(
         trials=len(spent),
-        mean_trial_s=sum(t.seconds or 0.0 for t in spent) / len(spent),
+        mean_trial_s=sum(spent.values()) / len(spent),
         full=len(trained),
-        mean_full_s=sum(f.full_s or 0.0 for f in trained) / len(trained),
+        mean_full_s=sum(full_s for _, full_s in trained) / len(trained),
         complete_share=sum(own) / len(own) if own else None,
     )
 
