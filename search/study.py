@@ -221,6 +221,8 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         status = "KILLED"
         raise
     finally:
+        if config.search.backend == "ray":
+            shutdown_ray()  # before the clock is read: Ray's teardown is part of what the search took
         result = SearchResult(
             study_name=study_name,
             parent_run_id=parent_id,
@@ -240,8 +242,6 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             proxy_phase_s=proxy_phase_s,
         )
         close_parent(tracker, result, status)
-        if config.search.backend == "ray":
-            shutdown_ray()
     return result
 
 

@@ -29,7 +29,7 @@ def test_the_dockerfile_installs_this_package_and_exposes_the_ports_the_rest_use
     exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
     assert exposed == {GCS_PORT, CLIENT_PORT, DASHBOARD_PORT, MLFLOW_PORT}
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert 'search = "search.cli:main"' in pyproject and "server = [" in pyproject  # the entry point and extra
+    assert 'search = "search.cli:entry"' in pyproject and "server = [" in pyproject  # the entry point and extra
 
 
 def published(service: dict) -> list[tuple[str, int, int]]:

@@ -69,7 +69,11 @@ from search.trial import (
     untrained_in_a_row,
 )
 
-RAY_TEARDOWN_S = 8.0  # Tune lags its budget and tears down for 5-10 s on 2 cores (measured with ~70 short trials)
+# What ending Tune and Ray takes after the last trial: Tune's cleanup waits up to 5 s for its
+# actors and then up to 10 s in all for one still starting (a second worker slot whose actor is
+# importing torch when the search ends: 8-11 s on 2 cores), then ray.shutdown (1-1.5 s). Measured
+# on 2 cores with ~1.5 s trials: 1-3 s typically, 9 s at worst from the last trial to Tune's return.
+RAY_TEARDOWN_S = 12.0
 TOKEN_HINT = ("set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a file holding it, or put it in ~/.ray/auth_token "
               "('ray get-auth-token' on the head node prints it)")
 
