@@ -39,7 +39,8 @@ def main() -> None:
     recipe = FullTrainConfig()
     profiles = [parse_int_list(p, "width") for p in args.profiles.split(",")]
     cuts = parse_int_list(args.cuts, "epoch count")
-    sizes = {f"{args.dataset.removesuffix('s')}_train": args.train} if args.dataset in ("textures", "shapes") else {}
+    field = {"textures": "texture_train", "shapes": "shapes_train"}.get(args.dataset)  # DataConfig's generated sizes
+    sizes = {field: args.train} if field else {}
     data = load(DataConfig(dataset=args.dataset, **sizes))
     print(f"{args.dataset}: {len(data.y_train)} train / {len(data.y_val)} val images, recipe {recipe.describe()}, "
           f"{len(profiles)} profiles x {args.seeds} seeds, torch {torch.__version__}, "
