@@ -296,6 +296,7 @@ class SearchResult:
     full_planned: int = 0  # candidates the second phase picked (the top k); fewer trained when the budget ran out
     late_answer: bool = False  # the first trial completed past the budget (search.budget.has_completed)
     proxy_phase_s: float | None = None  # seconds from the budget's start to the proxy phase's end
+    teardown_error: str | None = None  # Ray's shutdown raised this after the search (the result stands)
 
     @property
     def overrun_s(self) -> float:

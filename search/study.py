@@ -194,6 +194,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     ranked: list[TrialSummary] = []  # the candidates of the second phase, best first
     slimmed: SlimReport | None = None
     proxy_phase_s: float | None = None
+    teardown_errors: list[str | None] = []
     try:
         if config.search.backend == "ray":
             from search.backends.ray_tune import RayTrials
@@ -214,7 +215,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
                     # A private local Ray has no other machine to send work to: its tasks would only
                     # add a fresh worker's start-up (5-10 s of imports on 2 cores; 60 s searches then
                     # stopped their winner half-way). Ray's teardown comes out of the proxy's share.
-                    shutdown_ray()
+                    teardown_errors.append(shutdown_ray())
                 full = run_full_phase(config, budget, data, tracker, parent_id, study_name, ranked, emit, plan)
             slimmed = slim_winner(config, budget, device, full, tracker, parent_id)
     except BaseException:
@@ -222,7 +223,10 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
         raise
     finally:
         if config.search.backend == "ray":
-            shutdown_ray()  # before the clock is read: Ray's teardown is part of what the search took
+            teardown_errors.append(shutdown_ray())  # before the clock: Ray's teardown is part of the search
+        teardown_error = "; ".join(e for e in teardown_errors if e is not None) or None
+        if teardown_error is not None:  # the trials are recorded: the parent run is closed all the same
+            tracker.set_tags(parent_id, {"ray_shutdown_error": teardown_error[:5000]})
         result = SearchResult(
             study_name=study_name,
             parent_run_id=parent_id,
@@ -240,6 +244,7 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
             full_planned=len(pick_candidates(ranked, config.search.top_k)),
             late_answer=answered_late(study, budget),
             proxy_phase_s=proxy_phase_s,
+            teardown_error=teardown_error,
         )
         close_parent(tracker, result, status)
     return result
@@ -302,11 +307,19 @@ def check_limits_reachable(config: Config, data: TensorData) -> None:
                           f"has {reason}")
 
 
-def shutdown_ray() -> None:
-    """Stop this command's Ray (or disconnect from the cluster); a no-op when already done."""
+def shutdown_ray() -> str | None:
+    """Stop this command's Ray (or disconnect from the cluster); a no-op when already done.
+
+    Returns the error rather than raising it: a search shuts Ray down after its trials are recorded,
+    and its parent run must still be closed with the result (``run_search`` tags the error on it).
+    """
     import ray
 
-    ray.shutdown()
+    try:
+        ray.shutdown()
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def run_training(config: Config, widths: tuple[int, ...], on_event: EventHandler | None = None) -> TrainingResult:

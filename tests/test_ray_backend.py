@@ -128,3 +128,26 @@ def test_a_trial_whose_worker_is_lost_before_its_first_report_is_linked_to_its_r
     run = tracker.get_run(lost)
     assert run.info.status == "FAILED" and run.data.tags["state"] == "failed" and run.data.tags["error"]
     assert tracker.get_run(other).info.status == "RUNNING"  # another study's trial 0 is not touched
+
+
+def test_a_ray_shutdown_that_raises_still_closes_the_parent_run_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray is shut down after the trials are recorded; if that raises, the parent run must not be
+    left RUNNING, and the search's result stands with the error beside it."""
+    from conftest import tiny_config
+    from search.study import run_search
+
+    def broken_shutdown() -> None:
+        raise RuntimeError("the raylet is gone")
+
+    monkeypatch.setattr(ray_tune, "connect", lambda config: None)  # no Ray is started: only its teardown fails
+    monkeypatch.setattr(ray_tune, "check_tracking_reachable", lambda config: None)
+    monkeypatch.setattr(ray_tune.RayTrials, "run", lambda self: None)
+    monkeypatch.setattr(ray, "shutdown", broken_shutdown)
+    result = run_search(tiny_config(tmp_path / "runs", backend="ray"), Budget(60, time.monotonic()))
+
+    assert result.teardown_error == "RuntimeError: the raylet is gone"
+    parent = Tracker(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}").get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["ray_shutdown_error"] == "RuntimeError: the raylet is gone"
