@@ -364,11 +364,14 @@ def proxy_seeds_line(result: ValidationResult) -> str | None:
         return None
     rhos = [rho for rho in seeds.rhos if math.isfinite(rho)]
     spread = f", spread {max(rhos) - min(rhos):.3f}" if len(rhos) > 1 else ""
+    score = (f"; as the search's score (less the width penalty: proxy_score) rho "
+             f"{' / '.join(_rho(r) for r in seeds.score_rhos)}, their mean {_rho(seeds.score_mean_rho)}"
+             if seeds.score_rhos else "")
     return (f"the proxy with {len(seeds.rhos)} seeds (other random frozen layers and tops; the table's row is the "
             f"first, the score a search uses): rho {' / '.join(_rho(r) for r in seeds.rhos)} against the target"
             f"{spread}; two of its seeds agree at {_rho(seeds.agreement)}, and their mean ranks at "
-            f"{_rho(seeds.mean_rho)} ({len(seeds.rhos)}x the cost). Proxy settings whose rhos differ by less than "
-            "that spread are not told apart by one run each")
+            f"{_rho(seeds.mean_rho)} ({len(seeds.rhos)}x the cost){score}. Proxy settings whose rhos differ by less "
+            "than that spread are not told apart by one run each")
 
 
 def width_bias_line(result: ValidationResult) -> str | None:

@@ -383,10 +383,15 @@ class ProxySeeds:
     rhos: tuple[float, ...]  # Spearman rho against the target per seed; the first is the table's
     agreement: float  # mean Spearman rho between every two seeds' scores: the proxy's own ceiling
     mean_rho: float  # the rho of the mean score over the seeds (that many times the cost)
+    # The same for the search's score (each seed's accuracy less the width penalty: proxy_score);
+    # empty when no candidate has a penalty (both width weights 0: the score is the accuracy).
+    score_rhos: tuple[float, ...] = ()
+    score_mean_rho: float = math.nan
 
 
-def proxy_seed_report(results: Sequence[CandidateResult]) -> ProxySeeds | None:
-    """How far the proxy's own seed moves its ranking (None unless it was scored with 2+ seeds).
+def proxy_seed_report(results: Sequence[CandidateResult], penalties: Sequence[float] = ()) -> ProxySeeds | None:
+    """How far the proxy's own seed moves its ranking (None unless it was scored with 2+ seeds);
+    with each candidate's width ``penalties``, also the search's score's (``proxy_score``).
 
     Two proxy settings whose rhos differ by less than the spread of ``rhos`` are not told apart
     by one run each (README, "Two more samples of one overall width").
@@ -396,7 +401,12 @@ def proxy_seed_report(results: Sequence[CandidateResult]) -> ProxySeeds | None:
     accuracy = np.array([c.val_acc for c in results])
     columns = np.array([c.proxy_seeds for c in results])  # candidates x seeds
     rhos = tuple(_correlations(column, accuracy)[0] for column in columns.T)
-    return ProxySeeds(rhos, seed_ceiling(columns.tolist()), _correlations(columns.mean(axis=1), accuracy)[0])
+    report = ProxySeeds(rhos, seed_ceiling(columns.tolist()), _correlations(columns.mean(axis=1), accuracy)[0])
+    if not any(penalties):  # the search's score is the accuracy
+        return report
+    scores = columns - np.asarray(penalties, dtype=float)[:, None]
+    return replace(report, score_rhos=tuple(_correlations(column, accuracy)[0] for column in scores.T),
+                   score_mean_rho=_correlations(scores.mean(axis=1), accuracy)[0])
 
 
 def seed_ceiling(replicas: Sequence[Sequence[float]]) -> float:
@@ -522,7 +532,7 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
         )
         ceiling = seed_ceiling([c.replicas for c in results])
         reports = of_ceiling(reports, ceiling, seeds)
-        proxy_seeds = proxy_seed_report(results)
+        proxy_seeds = proxy_seed_report(results, seed_penalties(results, config.space, config.proxy, frozen))
         log_reports(tracker, parent_id, results, reports, ceiling, seeds, proxy_seeds)
     proxy = f"k={frozen}, {describe(config.proxy, data.x_train.shape[0])}"
     return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy,
@@ -560,13 +570,18 @@ def combined_scores(name: str, results: Sequence[CandidateResult], space: SpaceC
         parts = COMBINED[name].needs
         ranks = [scipy_stats.rankdata([c.scores[part] for c in results]) for part in parts]
         return [float(rank) for rank in np.mean(ranks, axis=0)]
-    penalties = [width_penalty(c.widths, space, proxy.width_weight, frozen, proxy.frozen_width_weight)
-                 for c in results]
+    penalties = seed_penalties(results, space, proxy, frozen)
     if name == "proxy_score":
         return [c.scores["proxy"] - penalty for c, penalty in zip(results, penalties, strict=True)]
     if name == "width_term":
         return [-penalty for penalty in penalties]
     raise ValueError(f"no rule for the combined score {name!r}")
+
+
+def seed_penalties(results: Sequence[CandidateResult], space: SpaceConfig, proxy: ProxyConfig,
+                   frozen: int) -> list[float]:
+    """Each candidate's width penalty: what the search's score takes off the proxy's accuracy."""
+    return [width_penalty(c.widths, space, proxy.width_weight, frozen, proxy.frozen_width_weight) for c in results]
 
 
 def describe_sample(config: Config) -> str:
@@ -669,7 +684,10 @@ def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult]
                                  "replica_rho": replica_rho(ceiling, seeds)}
     if proxy_seeds is not None:
         metrics.update({"proxy_seed_agreement": proxy_seeds.agreement, "spearman_proxy_seed_mean": proxy_seeds.mean_rho,
-                        **{f"spearman_proxy_seed{i}": rho for i, rho in enumerate(proxy_seeds.rhos)}})
+                        **{f"spearman_proxy_seed{i}": rho for i, rho in enumerate(proxy_seeds.rhos)},
+                        **{f"spearman_proxy_score_seed{i}": rho for i, rho in enumerate(proxy_seeds.score_rhos)}})
+        if proxy_seeds.score_rhos:
+            metrics["spearman_proxy_score_seed_mean"] = proxy_seeds.score_mean_rho
     for r in reports:
         metrics.update({f"spearman_{r.scorer}": r.spearman, f"kendall_{r.scorer}": r.kendall,
                         f"regret_{r.scorer}": r.regret, f"regret_top_k_{r.scorer}": r.regret_top_k,

@@ -164,6 +164,16 @@ def test_the_proxy_seed_report_gives_each_seeds_rho_their_agreement_and_their_me
     line = proxy_seeds_line(ValidationResult(tuple(results), (), "run", 1, "recipe", 0.5, 1, proxy_seeds=report))
     assert line is not None and "the proxy with 2 seeds" in line and "rho 1.000 / 0.800 against the target" in line
     assert "spread 0.200" in line and "agree at 0.800" in line and "mean ranks at 0.949 (2x the cost)" in line
+    assert report.score_rhos == () and "the search's score" not in line  # no width penalty: the score is the accuracy
+    assert proxy_seed_report(results, [0.0] * 4) == report
+    # The search's score is each seed's accuracy less the candidate's width penalty: 1, 2, 0.5, 4 and 2, 1, 0.5, 4
+    penalised = proxy_seed_report(results, [0.0, 0.0, 2.5, 0.0])
+    assert penalised is not None and penalised.rhos == report.rhos
+    assert penalised.score_rhos == pytest.approx((0.4, 0.2))
+    assert penalised.score_mean_rho == pytest.approx(1.5 / np.sqrt(4.5 * 5))  # 1.5, 1.5, 0.5, 4: a tie again
+    line = proxy_seeds_line(ValidationResult(tuple(results), (), "run", 1, "recipe", 0.5, 1, proxy_seeds=penalised))
+    assert line is not None and "as the search's score (less the width penalty: proxy_score) rho 0.400 / 0.200, " \
+        "their mean 0.316" in line
     single = [candidate(0.1, 1), candidate(0.2, 2), candidate(0.3, 3)]
     assert proxy_seed_report(single) is None
     assert proxy_seeds_line(ValidationResult(tuple(single), (), "run", 1, "recipe", 0.5)) is None
@@ -413,6 +423,7 @@ def test_validate_on_an_equal_width_sample_says_so_and_records_it(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert "on 4 equal-width profiles of synthetic" in result.stdout and "of one overall width" in result.stdout
     assert "the proxy with 2 seeds" in " ".join(result.stdout.split())
+    assert "as the search's score (less the width penalty: proxy_score) rho" in " ".join(result.stdout.split())
     tracker = Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     (parent,) = [r for r in tracker.client.search_runs([tracker.experiment_id])
                  if "mlflow.parentRunId" not in r.data.tags]
