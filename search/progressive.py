@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torchvision.transforms import v2
 
 from models import ConvNet
 from models.widen import widen
@@ -56,8 +55,12 @@ def schedule_multiplier(stage: int, config: FullTrainConfig) -> float:
 def augmentation(dataset: str, image_size: int) -> Transform:
     """Random shifts of up to 2 pixels, plus mirror flips where they keep the label (cifar10).
 
-    torchvision draws the shift once per batch: cheap, on the device, no per-sample Python.
+    torchvision draws the shift once per batch: cheap, on the device, no per-sample Python. It is
+    imported here, not at the top: importing torchvision imports all its models (2.5-3 s of every
+    command's start on 2 cores), which only ``--augment`` and torchvision datasets need.
     """
+    from torchvision.transforms import v2
+
     steps: list[torch.nn.Module] = [v2.RandomCrop(image_size, padding=SHIFT_PIXELS, padding_mode="reflect")]
     if dataset == "cifar10":
         steps.append(v2.RandomHorizontalFlip())
