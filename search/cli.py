@@ -850,7 +850,7 @@ def print_result(result: SearchResult, args: argparse.Namespace, full_mode: str)
         console.print(slim_table(result.slim))
     if result.teardown_error is not None:
         console.print(f"[yellow]Ray did not shut down cleanly ({escape(result.teardown_error)}); the results above "
-                      "are recorded. Stop leftover Ray processes with: ray stop[/]")
+                      "are recorded.[/]")
     console.print(
         f"{result.count('COMPLETE')} complete, {result.count('PRUNED')} pruned, {result.count('FAIL')} failed"
         f"{f', {rejected} rejected (over a limit)' if (rejected := result.count('REJECTED')) else ''} "

@@ -532,7 +532,7 @@ def run_validation(config: Config, on_candidate: CandidateHandler | None = None,
         )
         ceiling = seed_ceiling([c.replicas for c in results])
         reports = of_ceiling(reports, ceiling, seeds)
-        proxy_seeds = proxy_seed_report(results, seed_penalties(results, config.space, config.proxy, frozen))
+        proxy_seeds = proxy_seed_report(results, width_penalties(results, config.space, config.proxy, frozen))
         log_reports(tracker, parent_id, results, reports, ceiling, seeds, proxy_seeds)
     proxy = f"k={frozen}, {describe(config.proxy, data.x_train.shape[0])}"
     return ValidationResult(tuple(results), reports, parent_id, frozen, recipe, ceiling, seeds, proxy,
@@ -570,7 +570,7 @@ def combined_scores(name: str, results: Sequence[CandidateResult], space: SpaceC
         parts = COMBINED[name].needs
         ranks = [scipy_stats.rankdata([c.scores[part] for c in results]) for part in parts]
         return [float(rank) for rank in np.mean(ranks, axis=0)]
-    penalties = seed_penalties(results, space, proxy, frozen)
+    penalties = width_penalties(results, space, proxy, frozen)
     if name == "proxy_score":
         return [c.scores["proxy"] - penalty for c, penalty in zip(results, penalties, strict=True)]
     if name == "width_term":
@@ -578,7 +578,7 @@ def combined_scores(name: str, results: Sequence[CandidateResult], space: SpaceC
     raise ValueError(f"no rule for the combined score {name!r}")
 
 
-def seed_penalties(results: Sequence[CandidateResult], space: SpaceConfig, proxy: ProxyConfig,
+def width_penalties(results: Sequence[CandidateResult], space: SpaceConfig, proxy: ProxyConfig,
                    frozen: int) -> list[float]:
     """Each candidate's width penalty: what the search's score takes off the proxy's accuracy."""
     return [width_penalty(c.widths, space, proxy.width_weight, frozen, proxy.frozen_width_weight) for c in results]
