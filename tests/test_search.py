@@ -145,8 +145,11 @@ def test_the_command_ends_within_the_budget_plus_ten_percent(tmp_path: Path) -> 
     elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr
     assert elapsed <= 1.1 * budget_s, f"took {elapsed:.1f} s for a {budget_s} s budget"
+    # It did use the budget. Not a trial count: how many fit depends on the start-up (imports and a
+    # fresh store took 13-17 s of the 40 s on a loaded 2-core machine on 2026-11-28, 5-10 s before).
+    assert elapsed >= 0.6 * budget_s, f"ended after {elapsed:.1f} s of a {budget_s} s budget"
     study = load_only_study(tmp_path / "runs")
-    assert len(study.trials) >= 3  # it did use the budget
+    assert any(t.state == TrialState.COMPLETE for t in study.trials)
     assert "Full training" in result.stdout  # and the second phase ran inside it
     assert all(t.state != TrialState.RUNNING for t in study.trials)
 
