@@ -19,7 +19,8 @@ from dataclasses import replace
 
 import torch
 
-from search.config import DataConfig, FullTrainConfig, ModelConfig, parse_int_list
+from benchmarks.common import sized_data
+from search.config import FullTrainConfig, ModelConfig, parse_int_list
 from search.data import load
 from search.progressive import train_full
 from search.train import EpochMetrics, StopTraining
@@ -30,7 +31,7 @@ PROFILES = "16-32-32-64-64,8-16-32-32-64,32-64-64-96-96"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="textures")
-    parser.add_argument("--train", type=int, default=8000, help="training images (textures and shapes)")
+    parser.add_argument("--train", type=int, default=8000, help="training images (textures, shapes, synthetic)")
     parser.add_argument("--profiles", default=PROFILES, help="comma-separated width profiles")
     parser.add_argument("--cuts", default="3,6", help="epochs k the time allows")
     parser.add_argument("--seeds", type=int, default=2)
@@ -39,9 +40,7 @@ def main() -> None:
     recipe = FullTrainConfig()
     profiles = [parse_int_list(p, "width") for p in args.profiles.split(",")]
     cuts = parse_int_list(args.cuts, "epoch count")
-    field = {"textures": "texture_train", "shapes": "shapes_train"}.get(args.dataset)  # DataConfig's generated sizes
-    sizes = {field: args.train} if field else {}
-    data = load(DataConfig(dataset=args.dataset, **sizes))
+    data = load(sized_data(args.dataset, train=args.train))
     print(f"{args.dataset}: {len(data.y_train)} train / {len(data.y_val)} val images, recipe {recipe.describe()}, "
           f"{len(profiles)} profiles x {args.seeds} seeds, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")

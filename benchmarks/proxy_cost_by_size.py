@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from search.config import DataConfig, FullTrainConfig, ModelConfig, ProxyConfig
+from benchmarks.common import sized_data
+from search.config import FullTrainConfig, ModelConfig, ProxyConfig
 from search.data import load
 from search.progressive import train_full
 from search.proxy import Candidate, describe, score_candidate
@@ -50,10 +51,7 @@ def main() -> None:
           f"{torch.__version__}, {torch.get_num_threads()} threads, {device}")
     for size in args.sizes.split(","):
         n_train, n_val = (int(n) for n in size.split("/"))
-        prefix, side = {"textures": ("texture", "texture_size"), "shapes": ("shapes", "shapes_size"),
-                        "synthetic": ("synthetic", "synthetic_image_size")}[args.dataset]
-        settings = {f"{prefix}_train": n_train, f"{prefix}_val": n_val, side: args.size}
-        data = load(DataConfig(dataset=args.dataset, **settings)).to(device)  # type: ignore[arg-type]
+        data = load(sized_data(args.dataset, train=n_train, val=n_val, size=args.size)).to(device)
         print(f"{size}: proxy {describe(proxy, data.x_train.shape[0])}")
         heads = " ".join(f"{f'k={k} s':>8} {'ratio':>6} {'acc':>6}" for k in frozen)
         print(f"{'train/val':<13} {'widths':<18} {heads} {'full s':>8} {'full acc':>8}")

@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from search.config import DataConfig, FullTrainConfig, ModelConfig, SpaceConfig
+from benchmarks.common import sized_data
+from search.config import FullTrainConfig, ModelConfig, SpaceConfig
 from search.data import load
 from search.session import resolve_device
 from search.validate import sample_profiles
@@ -31,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profiles", type=int, default=6, help="each trained with seeds 0 and 1")
-    parser.add_argument("--dataset", default="textures", help="textures or synthetic (generated to any size)")
+    parser.add_argument("--dataset", default="textures", help="textures, shapes or synthetic (generated to any size)")
     parser.add_argument("--train", type=int, default=2000, help="training images")
     parser.add_argument("--val", type=int, default=500, help="validation images")
     parser.add_argument("--stages", type=int, default=2)
@@ -40,9 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    sizes = ({"texture_train": args.train, "texture_val": args.val} if args.dataset == "textures"
-             else {"synthetic_train": args.train, "synthetic_val": args.val})
-    data = load(DataConfig(dataset=args.dataset, **sizes), seed=0).to(device)
+    data = load(sized_data(args.dataset, train=args.train, val=args.val), seed=0).to(device)
     space = SpaceConfig(layers=5, width_choices=(4, 8, 16, 32, 64, 96))
     jobs = [FullJob(widths, seed) for widths in sample_profiles(space, args.profiles, 0) for seed in (0, 1)]
     full = FullTrainConfig(mode="none", stages=args.stages, epochs_per_stage=args.epochs_per_stage)
