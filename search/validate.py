@@ -399,14 +399,19 @@ def proxy_seed_report(results: Sequence[CandidateResult], penalties: Sequence[fl
     if not results or len(results[0].proxy_seeds) < 2:
         return None
     accuracy = np.array([c.val_acc for c in results])
+
+    def ranking(columns: np.ndarray) -> tuple[tuple[float, ...], float]:
+        """Each seed's rho (a column per seed) and the rho of the seeds' mean."""
+        return (tuple(_correlations(column, accuracy)[0] for column in columns.T),
+                _correlations(columns.mean(axis=1), accuracy)[0])
+
     columns = np.array([c.proxy_seeds for c in results])  # candidates x seeds
-    rhos = tuple(_correlations(column, accuracy)[0] for column in columns.T)
-    report = ProxySeeds(rhos, seed_ceiling(columns.tolist()), _correlations(columns.mean(axis=1), accuracy)[0])
+    rhos, mean_rho = ranking(columns)
+    report = ProxySeeds(rhos, seed_ceiling(columns.tolist()), mean_rho)
     if not any(penalties):  # the search's score is the accuracy
         return report
-    scores = columns - np.asarray(penalties, dtype=float)[:, None]
-    return replace(report, score_rhos=tuple(_correlations(column, accuracy)[0] for column in scores.T),
-                   score_mean_rho=_correlations(scores.mean(axis=1), accuracy)[0])
+    score_rhos, score_mean_rho = ranking(columns - np.asarray(penalties, dtype=float)[:, None])
+    return replace(report, score_rhos=score_rhos, score_mean_rho=score_mean_rho)
 
 
 def seed_ceiling(replicas: Sequence[Sequence[float]]) -> float:
