@@ -63,3 +63,25 @@ def test_write_analysis_leaves_statistics_and_pictures(tmp_path: Path, tiny_data
     summary = analysis.summary()
     assert summary["widths"] == "4-8-8" and [layer["width"] for layer in summary["layers"]] == [4, 8, 8]
     assert summary["learned_widths"] == "-".join(str(s.learned_width) for s in analysis.stats)
+
+
+def test_a_first_probe_slowed_by_one_time_costs_is_timed_again_before_the_analysis_is_skipped(
+        tiny_data: TensorData, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import search.analysis as analysis
+
+    real, calls = analysis.layer_stats, []
+
+    def cold_then_warm(*args, **kwargs):  # the first pass pays 2 s once, like a GPU's first kernels
+        calls.append(len(args[1]))
+        if len(calls) == 1:
+            time.sleep(2.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "layer_stats", cold_then_warm)
+    net = net_for(tiny_data)
+    # timed cold, 32 images at 2 s would leave room for 16 of the 64 needed: the old code gave up
+    result = analyse(net, tiny_data, images=100, seconds=3.0)
+    assert result is not None and result.images == 100
+    assert calls[:2] == [32, 32] and len(calls) == 3  # two probes, then the analysis itself
