@@ -49,19 +49,6 @@ STAGE_GROWTH = 3.0
 ANALYSIS_SHARE = 0.3
 
 
-def need_s(estimate: float) -> float:
-    """Seconds a candidate whose training is expected to take ``estimate`` needs in all: its
-    training, the analysis's share, and the time ``train_candidate`` holds back for the pictures
-    whatever the candidate's size (``PICTURES_S``; on a GPU, where a small net trains in a
-    second, most of a candidate's time).
-
-    Example:
-        >>> need_s(7.0) == 7.0 / (1 - ANALYSIS_SHARE) + PICTURES_S
-        True
-    """
-    return estimate / (1 - ANALYSIS_SHARE) + PICTURES_S
-
-
 @dataclass(frozen=True)
 class CandidateOutcome:
     result: FullResult
@@ -96,16 +83,14 @@ def train_candidate(
 ) -> CandidateOutcome:
     """Train ``widths`` fully under MLflow run ``run_id``, analyse, log; stop early to meet ``deadline``.
 
-    ``deadline`` is a ``time.monotonic()`` value. Of the time to it, less ``PICTURES_S``,
-    training keeps ``ANALYSIS_SHARE`` for the analysis: no epoch starts that is expected to end
-    past that point. The analysis then uses as many validation images as fit before the
-    deadline (less ``PICTURES_S``), or is skipped.
+    ``deadline`` is a ``time.monotonic()`` value. Training keeps ``ANALYSIS_SHARE`` of the time
+    to it for the analysis: no epoch starts that is expected to end past that point. The
+    analysis then uses as many validation images as fit before the deadline, or is skipped.
     """
     start = time.monotonic()
     plan = schedule(widths, config.full)
     stage_runs: list[str] = []
-    train_deadline = None if deadline is None else start + max(0.0, deadline - start - PICTURES_S) * (
-        1 - ANALYSIS_SHARE)
+    train_deadline = None if deadline is None else start + (deadline - start) * (1 - ANALYSIS_SHARE)
 
     def on_stage(stage: int, model: ConvNet) -> None:
         if stage_runs:
@@ -182,12 +167,12 @@ def fitting(estimates: Sequence[float], seconds: float) -> int:
     ``seconds``, given their estimated training seconds.
 
     Example:
-        >>> fitting([7.0, 7.0, 7.0], 37.0), fitting([7.0, 7.0, 7.0], 35.0), fitting([70.0], 10.0)
+        >>> fitting([7.0, 7.0, 7.0], 35.0), fitting([7.0, 7.0, 7.0], 25.0), fitting([70.0], 10.0)
         (3, 2, 0)
     """
     needed, count = 0.0, 0
     for estimate in estimates:
-        needed += need_s(estimate)
+        needed += estimate / (1 - ANALYSIS_SHARE)
         if needed > seconds:
             break
         count += 1
@@ -203,17 +188,17 @@ def planned_seconds(widths: tuple[int, ...], data: TensorData, config: Config) -
         return 0.0
 
 
-def first_slice_s(estimates: Sequence[float], fit: int, left: float) -> float:
-    """The first candidate's seconds of the ``left``: all of them but what the ``fit - 1`` after
-    it are expected to need (``need_s``; all when none fits). What none of them needs goes to
-    the first, the best by the proxy, not in proportion: on a GPU a proportional share left the
-    first one's kernel analysis no time while the search ended seconds early.
+def share(estimates: Sequence[float], fit: int) -> float:
+    """The first candidate's share of the time left, when it and the ``fit - 1`` after it are
+    expected to fit it: in proportion to their estimates (all of it when none fits; an equal
+    share without an estimate, whose steps failed).
 
     Example:
-        >>> round(first_slice_s([7.0, 7.0, 7.0], 3, 60.0), 6), first_slice_s([7.0, 7.0, 7.0], 1, 60.0)
-        (36.0, 60.0)
+        >>> share([30.0, 10.0, 10.0], 3), share([30.0, 10.0, 10.0], 0), share([0.0, 10.0], 2)
+        (0.6, 1.0, 0.5)
     """
-    return left - sum(need_s(estimate) for estimate in estimates[1:max(fit, 1)])
+    planned = sum(estimates[: max(fit, 1)])
+    return estimates[0] / planned if estimates[0] > 0 else 1 / max(fit, 1)
 
 
 def full_phase_candidates(config: Config, trials: Iterable[FrozenTrial]) -> list[TrialSummary]:
@@ -245,7 +230,7 @@ class FullPhasePlan:
         """Seconds each of the best ``top_k`` candidates of ``trials`` is expected to need in the
         second phase, to the end of its training and its analysis share."""
         picked = pick_candidates(full_phase_candidates(self.config, trials), self.config.search.top_k)
-        return [need_s(self.estimate_s(trial.widths)) for trial in picked]
+        return [self.estimate_s(trial.widths) / (1 - ANALYSIS_SHARE) for trial in picked]
 
     def kept_s(self, trials: Iterable[FrozenTrial]) -> float:
         """What the proxy phase leaves the second: their needs, and the largest again as a margin
@@ -256,8 +241,7 @@ class FullPhasePlan:
         kept = sum(needs) + max(needs, default=0.0)
         if self.config.search.slim and needs:
             full = self.config.full
-            training = (max(needs) - PICTURES_S) * (1 - ANALYSIS_SHARE)  # the largest one's training
-            kept += training * full.fine_tune_epochs / full.total_epochs
+            kept += max(needs) * (1 - ANALYSIS_SHARE) * full.fine_tune_epochs / full.total_epochs
         return kept
 
 
@@ -319,11 +303,11 @@ def run_full_phase(
 ) -> list[FullSummary]:
     """Train the best ``config.search.top_k`` candidates in full, each a child run of the search.
 
-    Before each candidate, the time those after it that are expected to finish in what is left
-    need (``need_s`` of ``estimate_full_s``, which times a few training steps of each) is kept
-    for them, and it gets the rest (``first_slice_s``): three candidates stopped half-way are
-    worth less than one trained to the end of its schedule. The best always trains; a later
-    one only if it is expected to finish, so time an earlier one did not use passes on. A candidate that raises
+    Before each candidate, the time left is shared among it and those after it that are
+    expected to finish in it, in proportion to their estimates (``estimate_full_s`` times a
+    few training steps of each): three candidates stopped half-way are worth less than one
+    trained to the end of its schedule. The best always trains; a later one only if it is
+    expected to finish, so time an earlier one did not use passes on. A candidate that raises
     is recorded as failed; the phase goes on. ``plan`` holds the estimates the proxy phase
     already measured.
     """
@@ -344,7 +328,7 @@ def run_full_phase(
         started = time.monotonic()
         try:
             outcome = train_candidate(trial.widths, data, config, tracker, run_id, emit,
-                                      deadline=started + first_slice_s(estimates[index:], fit, left))
+                                      deadline=started + share(estimates[index:], fit) * left)
         except Exception as failure:  # one candidate's failure must not lose the others
             summary = failed_summary(rank, trial, f"{type(failure).__name__}: {failure}",
                                      time.monotonic() - started, tracker, run_id)

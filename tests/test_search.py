@@ -21,7 +21,6 @@ import search.cli
 import search.study
 import search.trial
 from conftest import ROOT, TINY_FLAGS, load_only_study, run_cli, tiny_config
-from search.analysis import PICTURES_S
 from search.backends.local import LocalTrials
 from search.budget import Budget
 from search.config import Config, FullTrainConfig, SpaceConfig
@@ -370,14 +369,12 @@ def test_the_proxy_phase_goes_on_into_the_time_the_full_phase_will_not_need(tmp_
     trials, plan = local(Budget(100.0, time.monotonic()), config)
     assert trials.current_budget().total_s == 60.0 and plan.seconds == {}
 
-    # Spent (61 s gone): lengthened to leave what the best two need (about 2 s each), plus a margin.
+    # Spent (61 s gone): lengthened to leave what the best two need (a fraction of a second each), plus a margin.
     trials, plan = local(Budget(100.0, time.monotonic() - 61), config)
     budget = trials.current_budget()
     needs, kept = plan.needs_s(study.trials), plan.kept_s(study.trials)
     assert set(plan.seconds) == {(4, 4, 4), (16, 16, 16)}  # the best two only, each measured once
-    # each: its training, the analysis's share and the pictures' fixed time
-    assert needs == pytest.approx([plan.seconds[w] / (1 - ANALYSIS_SHARE) + PICTURES_S
-                                   for w in [(4, 4, 4), (16, 16, 16)]])
+    assert needs == pytest.approx([plan.seconds[w] / (1 - ANALYSIS_SHARE) for w in [(4, 4, 4), (16, 16, 16)]])
     assert kept == pytest.approx(sum(needs) + max(needs))  # a margin: one more of the largest
     assert 0 < kept < 20 and budget.total_s == pytest.approx(100.0 - Budget(100.0, 0).reserve_s - kept)
     assert budget.remaining_s() > 10
@@ -386,7 +383,7 @@ def test_the_proxy_phase_goes_on_into_the_time_the_full_phase_will_not_need(tmp_
     slim = replace(config, search=replace(config.search, slim=True))
     trials, plan = local(Budget(100.0, time.monotonic() - 61), slim)
     needs = plan.needs_s(study.trials)
-    epoch_s = (max(needs) - PICTURES_S) * (1 - ANALYSIS_SHARE) / (slim.full.stages * slim.full.epochs_per_stage)
+    epoch_s = max(needs) * (1 - ANALYSIS_SHARE) / (slim.full.stages * slim.full.epochs_per_stage)
     assert plan.kept_s(study.trials) == pytest.approx(sum(needs) + max(needs) + slim.full.fine_tune_epochs * epoch_s)
 
     # Best candidates that need more than the share leaves: the share stands.
