@@ -175,7 +175,8 @@ def build_parser() -> Parser:
     group.add_argument("--workers", type=int, metavar="N", help="full trainings N at a time, in worker processes "
                        "sharing the data (default 1). For GPUs, where one small training keeps a few percent of the "
                        "card busy (14 at a time on an H100 trained 2-4x as many per minute); a 2-core CPU gains "
-                       "nothing. cost/full then divides by trainings timed N at a time, as a line under the table says")
+                       "little or nothing (0.87-1.22x). cost/full then divides by trainings timed N at a time, "
+                       "as a line under the table says")
     group.add_argument("--frozen-sweep", action="store_true", help="instead of the above: for --widths and "
                        "k = 0..L frozen layers, trained params, s/epoch with and without the cache, val_acc")
     group.add_argument("--widths", metavar="W-W-...", help="the profile of --frozen-sweep")
