@@ -129,7 +129,7 @@ def test_mnist_5k_reads_its_table_layout_and_names_a_bad_file(tmp_path: Path) ->
     assert data.x_train.shape == (100, 1, 28, 28) and data.y_val.bincount().tolist() == [100] * 10
     pixels = torch.from_numpy(rows[:, :-1]).float().reshape(-1, 1, 28, 28) / 255
     mean, std = (torch.tensor(v).reshape(1, -1, 1, 1) for v in (data.normalisation.mean, data.normalisation.std))
-    first = (data.x_train[:1] * std + mean)  # each training image is one of the file's rows, unchanged
+    first = data.x_train[:1] * std + mean  # each training image is one of the file's rows, unchanged
     assert torch.isclose(pixels, first, atol=1e-4).flatten(1).all(1).sum() == 1
     cut = tmp_path / "cut.csv.gz"
     with gzip.open(cut, "wt") as out:
