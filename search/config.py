@@ -115,8 +115,8 @@ class ProxyConfig:
     # 0.65-0.8), the mean of two less so. 2 epochs x 3 ranked the sample better still, but
     # its searches' winners spread lower (down to 0.950 on digits): 2 epochs measure how
     # fast a top learns more than how far it gets. Re-checked with the width-penalised score on
-    # six more samples (README, "One top or two"): two tops ranked about 0.01 better than one,
-    # on all six with the search's seed, at 1.3-1.8x the cost.
+    # eight samples (README, "One top or two"): two tops ranked under 0.01 better than one on
+    # average, better on seven of eight with the search's seed, at 1.3-1.9x the cost.
     epochs: int = 4
     batch_size: int = 128
     lr: float = 2e-3
