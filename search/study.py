@@ -373,10 +373,18 @@ def new_study_name(storage: optuna.storages.BaseStorage, wanted: str | None) -> 
 
 
 def fail_stale_trials(study: optuna.Study, tracker: Tracker, parent_id: str) -> None:
-    """A killed search leaves its last trial RUNNING in Optuna and MLflow: mark it failed."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    """A killed search leaves its last trial RUNNING in Optuna and MLflow: mark it failed in both.
+
+    A kill between the trial's MLflow run ending and Optuna's ``tell`` leaves that run FINISHED
+    while Optuna still says RUNNING, so each stale trial's own run is failed whatever its status.
+    """
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     tracker.fail_running_children(parent_id)
+    for trial in stale:
+        if "mlflow_run_id" in trial.user_attrs:
+            tracker.fail_run(trial.user_attrs["mlflow_run_id"])
 
 
 def close_parent(tracker: Tracker, result: SearchResult, status: str) -> None:

@@ -29,6 +29,8 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # Before anything is written, a tracking server must answer within this (MLflow's own client
 # retries an unreachable server for minutes).
 SERVER_TIMEOUT_S = 5.0
+# The tags of a run whose process ended while it was active (a killed search, found on --resume).
+STALE_TAGS = {"failure": "process ended while the run was active"}
 
 
 def check_server(tracking_uri: str, timeout_s: float = SERVER_TIMEOUT_S) -> str | None:
@@ -214,8 +216,13 @@ class Tracker:
 
     def fail_running_children(self, parent_id: str) -> list[str]:
         """Mark runs under ``parent_id`` left RUNNING by a killed process as FAILED; return their ids."""
-        return self.close_running(parent_id, RunStatus.to_string(RunStatus.FAILED),
-                                  {"failure": "process ended while the run was active"})
+        return self.close_running(parent_id, RunStatus.to_string(RunStatus.FAILED), STALE_TAGS)
+
+    def fail_run(self, run_id: str) -> None:
+        """Mark ``run_id`` FAILED, whatever its status: its trial was lost with a killed process."""
+        if self.client.get_run(run_id).info.status != RunStatus.to_string(RunStatus.FAILED):
+            self.set_tags(run_id, STALE_TAGS)
+            self.end_run(run_id, RunStatus.to_string(RunStatus.FAILED))
 
 
 def is_local_uri(tracking_uri: str) -> bool:
