@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.config import FROZEN_WIDTH_WEIGHT, WIDTH_WEIGHT
+from search.config import ProxyConfig
+from search.space import halvings_penalty, layer_weights, widest
 from search.validate import report_for
 
 FOLDER = Path(__file__).parent / "ground_truths"
@@ -68,21 +69,18 @@ class Sample:
                    int(meta["frozen"]), meta, folder)
 
 
-def penalty(widths: Sequence[int], widest: Sequence[int], weights: Sequence[float]) -> float:
-    """``weights[l]`` per halving of layer l's width below its widest (``search.space.width_penalty``
-    with one weight per layer).
-
-    Example:
-        >>> penalty((16, 4, 64), (64, 64, 64), (0.01, 0.02, 0.02))
-        0.1
-    """
-    return float(sum(w * math.log2(top / width) for w, top, width in zip(weights, widest, widths, strict=True)))
-
-
 def default_weights(sample: Sample) -> tuple[float, ...]:
-    """The search's weights today: FROZEN_WIDTH_WEIGHT for each frozen layer, WIDTH_WEIGHT for each trained one."""
-    layers = len(sample.widest)
-    return tuple(FROZEN_WIDTH_WEIGHT if i < sample.frozen else WIDTH_WEIGHT for i in range(layers))
+    """The search's weights today, per layer (``search.space.layer_weights`` of the default proxy)."""
+    return layer_weights(len(sample.widest), ProxyConfig(), sample.frozen)
+
+
+def logged_weights(sample: Sample) -> tuple[float, ...]:
+    """The weights of the sample's own ``score_proxy_score`` column (a sample kept before
+    ``last_frozen_width_weight`` existed took ``frozen_width_weight`` off its last frozen layer too)."""
+    meta = sample.meta
+    proxy = ProxyConfig(width_weight=meta["width_weight"], frozen_width_weight=meta["frozen_width_weight"],
+                        last_frozen_width_weight=meta.get("last_frozen_width_weight", meta["frozen_width_weight"]))
+    return layer_weights(len(sample.widest), proxy, sample.frozen)
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ class Rescored:
 
 def rescore(sample: Sample, weights: Sequence[float]) -> Rescored:
     """The score's rho against the sample's target and its top-1 regret, per proxy seed."""
-    penalties = [penalty(w, sample.widest, weights) for w in sample.widths]
+    penalties = [halvings_penalty(w, sample.widest, weights) for w in sample.widths]
     reports = [report_for("score", [a - p for a, p in zip(accs, penalties, strict=True)], sample.target,
                           [0.0] * len(penalties), [1.0] * len(penalties), resamples=0, seed=0)
                for accs in sample.proxy]
@@ -163,7 +161,6 @@ def add(name: str, store: Path, validate_args: list[str], folder: Path = FOLDER)
     """Keep the newest ``candidates.csv`` under ``store`` as sample ``name``, with the command and the
     space its score needs (parsed with the search's own parser, so the defaults are the search's)."""
     from search.cli import build_parser, config_from_args
-    from search.space import widest
 
     found = sorted(store.rglob("candidates.csv"), key=lambda p: p.stat().st_mtime)
     if not found:
@@ -172,6 +169,15 @@ def add(name: str, store: Path, validate_args: list[str], folder: Path = FOLDER)
     frozen = config.space.frozen_layers
     if len(frozen) != 1:
         raise SystemExit(f"rescore: validate fixes one frozen depth; got {frozen}")
+    with found[-1].open() as handle:
+        rows = list(csv.DictReader(handle))
+    weights = layer_weights(config.space.layers, config.proxy, frozen[0])
+    for row in rows:  # the newest run must be the one these arguments describe
+        logged = float(row["score_proxy"]) - float(row["score_proxy_score"])
+        if not math.isclose(halvings_penalty([int(w) for w in row["widths"].split("-")], widest(config.space), weights),
+                            logged, abs_tol=1e-9):
+            raise SystemExit(f"rescore: {str(found[-1])!r} was not scored with the weights {weights} of these "
+                             f"arguments (candidate {row['widths']}); pass the validate arguments it ran with")
     target = folder / name
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(found[-1], target / "candidates.csv")
@@ -181,7 +187,8 @@ def add(name: str, store: Path, validate_args: list[str], folder: Path = FOLDER)
             "dataset": config.data.dataset, "sample": config.fidelity.sample, "seed": config.search.seed,
             "full_seeds": config.fidelity.full_seeds, "widest": list(widest(config.space)), "frozen": frozen[0],
             # the weights of the candidates.csv's score_proxy_score column (tests/test_rescore.py)
-            "width_weight": config.proxy.width_weight, "frozen_width_weight": config.proxy.frozen_width_weight}
+            "width_weight": config.proxy.width_weight, "frozen_width_weight": config.proxy.frozen_width_weight,
+            "last_frozen_width_weight": config.proxy.last_frozen_width_weight}
     (target / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return target
 

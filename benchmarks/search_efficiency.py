@@ -53,7 +53,7 @@ class Method:
     frozen: int | None = None  # None: the default
     sampler: str = "tpe"
     scorer: str = "proxy"
-    width_weights: tuple[float, float] | None = None  # (trained, frozen); None: the defaults
+    width_weights: tuple[float, float] | None = None  # (trained, every frozen layer's); None: the defaults
 
     @property
     def key(self) -> str:
@@ -85,7 +85,8 @@ def configure(method: Method, dataset: str, budget_s: float, seed: int, store: P
     base = Config()
     space = base.space if method.frozen is None else replace(base.space, frozen_layers=(method.frozen,))
     proxy = base.proxy if method.width_weights is None else replace(
-        base.proxy, width_weight=method.width_weights[0], frozen_width_weight=method.width_weights[1])
+        base.proxy, width_weight=method.width_weights[0], frozen_width_weight=method.width_weights[1],
+        last_frozen_width_weight=method.width_weights[1])
     return Config(
         space=space,
         proxy=proxy,

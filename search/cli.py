@@ -20,6 +20,7 @@ from search.config import (
     DATASETS,
     DEVICES,
     FROZEN_WIDTH_WEIGHT,
+    LAST_FROZEN_WIDTH_WEIGHT,
     PRUNERS,
     SAMPLERS,
     SAMPLES,
@@ -341,10 +342,13 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
                        "training images (default 2000; all: every one)")
     group.add_argument("--width-weight", type=float, metavar="W", help="the score is the proxy's accuracy less W "
                        "per halving of each trained layer's width below the widest the space allows (default "
-                       f"{WIDTH_WEIGHT}; 0 with --frozen-width-weight 0: the accuracy alone)")
+                       f"{WIDTH_WEIGHT}; all three weights 0: the accuracy alone)")
     group.add_argument("--frozen-width-weight", type=float, metavar="W", help="and less W per halving of each frozen "
-                       f"layer's width (default {FROZEN_WIDTH_WEIGHT}: a wide random layer is worth more to the proxy "
-                       "than a wide layer to full training)")
+                       f"layer's width below the last (default {FROZEN_WIDTH_WEIGHT}: a wide random layer is worth "
+                       "more to the proxy than a wide layer to full training)")
+    group.add_argument("--last-frozen-width-weight", type=float, metavar="W", help="and less W per halving of the "
+                       f"last frozen layer's width (default {LAST_FROZEN_WIDTH_WEIGHT:g}, as the other frozen layers'; "
+                       "0 ranked some data a little better and real digits worse)")
     group.add_argument("--frozen-per-replica", action="store_true", default=None, help="each copy of the top over "
                        "its own random frozen layers (seed + r), at the same training cost and replicas x the "
                        "feature memory (default: one set shared by the copies)")
@@ -438,6 +442,7 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         "space": {"layers": args.layers},
         "proxy": {"epochs": args.proxy_epochs, "replicas": args.proxy_replicas, "train_images": args.proxy_images,
                   "width_weight": args.width_weight, "frozen_width_weight": args.frozen_width_weight,
+                  "last_frozen_width_weight": args.last_frozen_width_weight,
                   "frozen_per_replica": args.frozen_per_replica, "batch_size": args.batch_size,
                   "lr": args.lr, "cache_mb": args.cache_mb, "amp": args.amp},
         "ray": {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
@@ -499,7 +504,8 @@ def require_tracking_server(tracking_uri: str | None) -> None:
 FLAG_NAMES = (
     "config", "budget", "trials", "seed", "pruner", "sampler", "device", "dataset", "data_dir", "download",
     "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "proxy_replicas",
-    "proxy_images", "width_weight", "frozen_width_weight", "frozen_per_replica", "batch_size", "lr", "cache_mb",
+    "proxy_images", "width_weight", "frozen_width_weight", "last_frozen_width_weight", "frozen_per_replica",
+    "batch_size", "lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "full_epochs", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "sample", "scorers", "bootstrap", "full_seeds", "proxy_seeds",

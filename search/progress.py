@@ -154,7 +154,8 @@ def penalised(result: SearchResult) -> bool:
 
 
 SCORE_CAPTION = ("score: the proxy's accuracy (acc) less width_weight per halving of a trained layer's width below "
-                 "the widest (frozen_width_weight of a frozen one's)")
+                 "the widest (frozen_width_weight of a frozen one's, last_frozen_width_weight of the last "
+                 "frozen one's)")
 
 
 def score_meaning(scorer: str) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 
-from search.config import SpaceConfig
+from search.config import ProxyConfig, SpaceConfig
 from search.cost import Cost
 from search.proxy import Candidate
 
@@ -70,19 +71,43 @@ def widest(space: SpaceConfig) -> tuple[int, ...]:
     return tuple(max(space.choices(layer)) for layer in range(space.layers))
 
 
-def width_penalty(widths: tuple[int, ...], space: SpaceConfig, weight: float, frozen_layers: int = 0,
-                  frozen_weight: float = 0.0) -> float:
-    """What the proxy's score takes off its accuracy: ``weight`` (``ProxyConfig.width_weight``) per
-    halving of each trained layer's width below the widest the space allows it, and
-    ``frozen_weight`` (``frozen_width_weight``) per halving of each of the lower ``frozen_layers``.
+def layer_weights(layers: int, proxy: ProxyConfig, frozen_layers: int = 0) -> tuple[float, ...]:
+    """The score's weight per halving of each layer's width: ``frozen_width_weight`` for the frozen
+    layers below the last, ``last_frozen_width_weight`` for the last frozen one, ``width_weight``
+    for the trained ones.
+
+    Example:
+        >>> layer_weights(5, ProxyConfig(), 2), layer_weights(3, ProxyConfig(width_weight=0.01), 0)
+        ((0.008, 0.008, 0.02, 0.02, 0.02), (0.01, 0.01, 0.01))
+    """
+    below = (proxy.frozen_width_weight,) * max(frozen_layers - 1, 0)
+    last = (proxy.last_frozen_width_weight,) if frozen_layers > 0 else ()
+    return (*below, *last, *(proxy.width_weight,) * (layers - frozen_layers))
+
+
+def width_penalty(widths: tuple[int, ...], space: SpaceConfig, proxy: ProxyConfig, frozen_layers: int = 0) -> float:
+    """What the proxy's score takes off its accuracy: each layer's weight (``layer_weights``) per
+    halving of its width below the widest the space allows it.
 
     Example:
         >>> space = SpaceConfig(layers=3, width_choices=(4, 8, 16))
-        >>> width_penalty((16, 4, 16), space, 0.01), width_penalty((4, 16, 16), space, 0.02, 1, 0.005)
-        (0.02, 0.01)
+        >>> width_penalty((16, 4, 16), space, ProxyConfig(width_weight=0.01))
+        0.02
+        >>> split = ProxyConfig(width_weight=0.02, frozen_width_weight=0.005, last_frozen_width_weight=0.001)
+        >>> round(width_penalty((4, 4, 16), space, split, 2), 6)  # 2 halvings x 0.005 + 2 x 0.001
+        0.012
     """
-    halvings = [math.log2(top / width) for top, width in zip(widest(space), widths, strict=True)]
-    return frozen_weight * sum(halvings[:frozen_layers]) + weight * sum(halvings[frozen_layers:])
+    return halvings_penalty(widths, widest(space), layer_weights(space.layers, proxy, frozen_layers))
+
+
+def halvings_penalty(widths: Sequence[int], widest: Sequence[int], weights: Sequence[float]) -> float:
+    """``weights[l]`` per halving of layer l's width below ``widest[l]``.
+
+    Example:
+        >>> halvings_penalty((16, 4, 64), (64, 64, 64), (0.01, 0.02, 0.02))
+        0.1
+    """
+    return float(sum(w * math.log2(top / width) for w, top, width in zip(weights, widest, widths, strict=True)))
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

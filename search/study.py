@@ -52,12 +52,15 @@ def config_to_json(config: Config) -> str:
 
 def study_config(config: Config, stored_json: str) -> Config:
     """The resumed study's own space/model/proxy/data over this command's other settings. A study
-    stored before ``width_weight`` existed scored the accuracy alone, and one stored before
-    ``frozen_width_weight`` existed took ``width_weight`` off frozen layers too: each keeps its score."""
+    stored before ``width_weight`` existed scored the accuracy alone, one stored before
+    ``frozen_width_weight`` existed took ``width_weight`` off frozen layers too, and one stored
+    before ``last_frozen_width_weight`` took ``frozen_width_weight`` off every frozen layer: each
+    keeps its score."""
     stored = json.loads(stored_json)
     proxy = stored.setdefault("proxy", {})
     proxy.setdefault("width_weight", 0.0)
     proxy.setdefault("frozen_width_weight", proxy["width_weight"])
+    proxy.setdefault("last_frozen_width_weight", proxy["frozen_width_weight"])
     return from_mapping(stored, base=config)
 
 
@@ -178,9 +181,10 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     # Optuna's pruners take one objective; a pareto search prunes by dominance (search/pareto.py).
     pareto = config.search.objective == "pareto"
     study.pruner = optuna.pruners.NopPruner() if pareto else make_pruner(config.search.pruner, config.proxy.epochs)
-    weights = config.proxy.width_weight, config.proxy.frozen_width_weight
-    penalty = (f", less {weights[0]:g} per halving of a trained layer's width below the widest ({weights[1]:g} of a "
-               "frozen one's)" if any(weights) else "")
+    proxy = config.proxy
+    penalty = (f", less {proxy.width_weight:g} per halving of a trained layer's width below the widest "
+               f"({proxy.frozen_width_weight:g} of a frozen one's, {proxy.last_frozen_width_weight:g} of the last "
+               "frozen one's)" if proxy.penalised else "")
     scoring = (f"proxy, {describe(config.proxy, data.x_train.shape[0])}{penalty}" if config.search.scorer == "proxy"
                else config.search.scorer)
     emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name, scoring))

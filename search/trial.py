@@ -5,9 +5,8 @@ a Ray worker for the Ray backend): it measures the candidate's cost on the data'
 opens the trial's MLflow run (``trial-N``, params, cost metrics), rejects a candidate over a
 limit before any training, scores it with the configured scorer (the proxy, or a zero-cost
 one), logs every epoch and closes the run with the trial's state. The proxy's score is its
-accuracy less ``width_weight`` per halving of each trained layer's width below the space's
-widest and ``frozen_width_weight`` per halving of each frozen one's (``score_penalty``): known
-before training, so every epoch's value is the score so far.
+accuracy less a weight per halving of each layer's width below the space's widest
+(``score_penalty``, ``search.space.layer_weights``): known before training, so every epoch's value is the score so far.
 The backends differ only in what they do around it: how they ask for candidates, the
 ``on_epoch`` hook (which may raise ``optuna.TrialPruned`` or ``BudgetExhausted`` to stop the
 trial) and how they tell Optuna the outcome.
@@ -73,13 +72,11 @@ def score(candidate: Candidate, data: TensorData, config: Config,
 
 
 def score_penalty(candidate: Candidate, config: Config) -> float:
-    """What the trial's score takes off the proxy's accuracy: ``width_weight`` per halving of each
-    trained layer's width below the space's widest, ``frozen_width_weight`` per halving of each
-    frozen one's (0 for a zero-cost scorer)."""
+    """What the trial's score takes off the proxy's accuracy (``search.space.width_penalty``; 0 for a
+    zero-cost scorer)."""
     if config.search.scorer != "proxy":
         return 0.0
-    return width_penalty(candidate.widths, config.space, config.proxy.width_weight, candidate.frozen_layers,
-                         config.proxy.frozen_width_weight)
+    return width_penalty(candidate.widths, config.space, config.proxy, candidate.frozen_layers)
 
 
 def cost_metrics(cost: Cost) -> dict[str, float]:

@@ -556,9 +556,8 @@ def with_combined(results: list[CandidateResult], scorers: Sequence[str], space:
     ``rank_mean``, the mean of the proxy's and the parameter count's ranks, says whether the two
     together rank better than either (README, "Proxy fidelity").
     """
-    penalised = proxy.width_weight > 0 or proxy.frozen_width_weight > 0
     combined = [name for name, entry in COMBINED.items() if all(part in scorers for part in entry.needs)
-                and (penalised or not entry.penalised)]
+                and (proxy.penalised or not entry.penalised)]
     for name in combined:
         costs = () if COMBINED[name].free else COMBINED[name].needs
         values = combined_scores(name, results, space, proxy, frozen)
@@ -586,7 +585,7 @@ def combined_scores(name: str, results: Sequence[CandidateResult], space: SpaceC
 def width_penalties(results: Sequence[CandidateResult], space: SpaceConfig, proxy: ProxyConfig,
                    frozen: int) -> list[float]:
     """Each candidate's width penalty: what the search's score takes off the proxy's accuracy."""
-    return [width_penalty(c.widths, space, proxy.width_weight, frozen, proxy.frozen_width_weight) for c in results]
+    return [width_penalty(c.widths, space, proxy, frozen) for c in results]
 
 
 def describe_sample(config: Config) -> str:

@@ -60,6 +60,7 @@ from conftest import ROOT, run_cli
         (["--proxy-images", "0"], "proxy training images (a count or 'all') 0"),
         (["--width-weight", "-0.5"], "proxy width_weight -0.5 must be a number >= 0"),
         (["--frozen-width-weight", "-1"], "proxy frozen_width_weight -1.0 must be a number >= 0"),
+        (["--last-frozen-width-weight", "-1"], "proxy last_frozen_width_weight -1.0 must be a number >= 0"),
         (["--max-latency-ms", "-1"], "max latency -1.0 ms"),
         (["--max-params", "1000"], "the narrowest, 4-4-4-4-4, has params"),
     ],

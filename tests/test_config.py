@@ -62,8 +62,9 @@ def test_proxy_lr_fan_in_is_off_by_default_and_set_by_a_channel_count_or_none(tm
 
 
 def test_the_width_weights_are_0020_and_0008_by_default_and_must_be_numbers_at_least_zero(tmp_path: Path) -> None:
-    assert (Config().proxy.width_weight, Config().proxy.frozen_width_weight) == (0.020, 0.008)
-    for name in ("width_weight", "frozen_width_weight"):
+    proxy = Config().proxy
+    assert (proxy.width_weight, proxy.frozen_width_weight, proxy.last_frozen_width_weight) == (0.020, 0.008, 0.008)
+    for name in ("width_weight", "frozen_width_weight", "last_frozen_width_weight"):
         assert getattr(settings(tmp_path, f"[proxy]\n{name} = 0\n").proxy, name) == 0
         assert getattr(settings(tmp_path, f"[proxy]\n{name} = 0.05\n").proxy, name) == 0.05
         for bad in ('"auto"', "-0.01", "true", "inf"):
@@ -90,8 +91,11 @@ def test_a_resumed_study_keeps_the_score_it_was_searched_with() -> None:
     assert resumed.proxy.epochs == 3 and resumed.space.layers == 4
     one_weight = json.dumps({"proxy": {"width_weight": 0.03}})  # before frozen_width_weight: one weight for all
     assert (study_config(Config(), one_weight).proxy.frozen_width_weight) == 0.03
-    both = json.dumps({"proxy": {"width_weight": 0.03, "frozen_width_weight": 0.01}})
+    both = json.dumps({"proxy": {"width_weight": 0.03, "frozen_width_weight": 0.01}})  # before the last frozen's
     assert study_config(Config(), both).proxy.frozen_width_weight == 0.01
+    assert study_config(Config(), both).proxy.last_frozen_width_weight == 0.01
+    three = json.dumps({"proxy": {"width_weight": 0.03, "frozen_width_weight": 0.01, "last_frozen_width_weight": 0.0}})
+    assert study_config(Config(), three).proxy.last_frozen_width_weight == 0.0
 
 
 def test_texture_size_is_16_by_default_and_a_small_one_is_named(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from benchmarks.rescore import Sample, load_all, penalty, rescore
+from benchmarks.rescore import Sample, load_all, logged_weights, rescore
+from search.space import halvings_penalty
 
 SAMPLES = load_all()
 
@@ -14,11 +15,10 @@ SAMPLES = load_all()
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
 def test_stored_penalty_is_the_search_score_validate_logged(sample: Sample) -> None:
     rows = list(csv.DictReader((sample.folder / "candidates.csv").open()))
-    weights = [sample.meta["frozen_width_weight"] if i < sample.frozen else sample.meta["width_weight"]
-               for i in range(len(sample.widest))]
+    weights = logged_weights(sample)
     for row, widths in zip(rows, sample.widths, strict=True):
         logged = float(row["score_proxy"]) - float(row["score_proxy_score"])
-        assert math.isclose(penalty(widths, sample.widest, weights), logged, abs_tol=1e-9), widths
+        assert math.isclose(halvings_penalty(widths, sample.widest, weights), logged, abs_tol=1e-9), widths
 
 
 def test_rescore_ranks_by_accuracy_less_penalty() -> None:

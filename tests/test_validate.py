@@ -124,7 +124,7 @@ def test_combined_scores_are_a_rank_mean_and_the_search_score_the_proxy_less_a_w
     space = SpaceConfig(layers=2, width_choices=(4, 8, 16))
     results = [candidate((16, 16), 0.9, 10.0), candidate((4, 16), 0.5, 30.0), candidate((8, 8), 0.7, 20.0),
                candidate((16, 8), 0.7, 40.0)]
-    uniform = ProxyConfig(width_weight=0.01, frozen_width_weight=0.01)
+    uniform = ProxyConfig(width_weight=0.01, frozen_width_weight=0.01, last_frozen_width_weight=0.01)
     combined, names = with_combined(results, ["proxy", "params", "synflow"], space, uniform, 1)
     assert names == ["proxy", "params", "synflow", "rank_mean", "proxy_score", "width_term"]
     # proxy ranks 4, 1, 2.5, 2.5 (ties share); params 1, 3, 2, 4
@@ -136,16 +136,19 @@ def test_combined_scores_are_a_rank_mean_and_the_search_score_the_proxy_less_a_w
     assert [c.cost_s["proxy_score"] for c in combined] == [2.0] * 4
     assert [c.cost_s["width_term"] for c in combined] == [0.0] * 4  # the widths alone cost nothing
     assert [c.scores["proxy"] for c in combined] == [0.9, 0.5, 0.7, 0.7]  # the scorers' own scores stay
-    # A frozen first layer's halvings count frozen_width_weight, the trained layer's width_weight: the
-    # same overall width scores higher with its width in the trained layer (4-16 over 16-4).
-    split = ProxyConfig(width_weight=0.02, frozen_width_weight=0.005)
+    # A frozen first layer's halvings count last_frozen_width_weight (it is the last frozen one), the
+    # trained layer's width_weight: the same overall width scores higher with its width in the
+    # trained layer (4-16 over 16-4).
+    split = ProxyConfig(width_weight=0.02, frozen_width_weight=0.5, last_frozen_width_weight=0.005)
     assert combined_scores("width_term", results, space, split, 1) == pytest.approx([0.0, -0.01, -0.025, -0.02])
+    # With both layers frozen the first counts frozen_width_weight, the second last_frozen_width_weight.
+    assert combined_scores("width_term", results, space, split, 2) == pytest.approx([0.0, -1.0, -0.505, -0.005])
     assert combined_scores("proxy_score", results, space, split, 0) == pytest.approx([0.9, 0.46, 0.66, 0.68])
     assert with_combined(results, ["params", "synflow"], space, uniform, 1) == (results, ["params", "synflow"])
     assert with_combined(results, ["proxy", "synflow"], space, uniform, 1)[1] == [
         "proxy", "synflow", "proxy_score", "width_term"]
-    # both weights 0: the search's score is the proxy's accuracy, which has its own row
-    none = ProxyConfig(width_weight=0.0, frozen_width_weight=0.0)
+    # all weights 0: the search's score is the proxy's accuracy, which has its own row
+    none = ProxyConfig(width_weight=0.0, frozen_width_weight=0.0, last_frozen_width_weight=0.0)
     assert with_combined(results, ["proxy", "params"], space, none, 1)[1] == ["proxy", "params", "rank_mean"]
     with pytest.raises(ValueError, match="'other'"):  # a name in COMBINED needs its rule
         combined_scores("other", results, space, uniform, 1)
