@@ -58,15 +58,22 @@ class Sample:
         with (folder / "candidates.csv").open() as handle:
             rows = list(csv.DictReader(handle))
         seeds = sorted(int(k.removeprefix("score_proxy_seed")) for k in rows[0] if k.startswith("score_proxy_seed"))
-        if not seeds:  # one proxy seed: the proxy row is it
-            seeds, column = [0], "score_proxy"
-        else:
-            column = "score_proxy_seed"
-        proxy = tuple(tuple(float(r[column if column == "score_proxy" else f"{column}{s}"]) for r in rows)
-                      for s in seeds)
+        columns = [f"score_proxy_seed{s}" for s in seeds] or ["score_proxy"]  # one proxy seed: the proxy row
+        proxy = tuple(tuple(float(r[column]) for r in rows) for column in columns)
         return cls(folder.name, tuple(tuple(int(w) for w in r["widths"].split("-")) for r in rows),
                    tuple(float(r["full_val_acc"]) for r in rows), proxy, tuple(meta["widest"]),
                    int(meta["frozen"]), meta, folder)
+
+
+def unlike_logged(rows: Sequence[dict[str, str]], widest: Sequence[int], weights: Sequence[float]) -> str | None:
+    """The first candidate of a ``candidates.csv`` whose logged penalty (``score_proxy`` less
+    ``score_proxy_score``) is not ``weights`` per halving below ``widest``; None when all match."""
+    for row in rows:
+        logged = float(row["score_proxy"]) - float(row["score_proxy_score"])
+        if not math.isclose(halvings_penalty([int(w) for w in row["widths"].split("-")], widest, weights), logged,
+                            abs_tol=1e-9):
+            return row["widths"]
+    return None
 
 
 def default_weights(sample: Sample) -> tuple[float, ...]:
@@ -172,12 +179,10 @@ def add(name: str, store: Path, validate_args: list[str], folder: Path = FOLDER)
     with found[-1].open() as handle:
         rows = list(csv.DictReader(handle))
     weights = layer_weights(config.space.layers, config.proxy, frozen[0])
-    for row in rows:  # the newest run must be the one these arguments describe
-        logged = float(row["score_proxy"]) - float(row["score_proxy_score"])
-        if not math.isclose(halvings_penalty([int(w) for w in row["widths"].split("-")], widest(config.space), weights),
-                            logged, abs_tol=1e-9):
-            raise SystemExit(f"rescore: {str(found[-1])!r} was not scored with the weights {weights} of these "
-                             f"arguments (candidate {row['widths']}); pass the validate arguments it ran with")
+    unlike = unlike_logged(rows, widest(config.space), weights)  # the newest run must be the one these describe
+    if unlike is not None:
+        raise SystemExit(f"rescore: {str(found[-1])!r} was not scored with the weights {weights} of these "
+                         f"arguments (candidate {unlike}); pass the validate arguments it ran with")
     target = folder / name
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(found[-1], target / "candidates.csv")

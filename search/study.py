@@ -182,9 +182,10 @@ def run_search(config: Config, budget: Budget, on_event: EventHandler | None = N
     pareto = config.search.objective == "pareto"
     study.pruner = optuna.pruners.NopPruner() if pareto else make_pruner(config.search.pruner, config.proxy.epochs)
     proxy = config.proxy
+    last = (f", {proxy.last_frozen_width_weight:g} of the last frozen one's"
+            if proxy.last_frozen_width_weight != proxy.frozen_width_weight else "")
     penalty = (f", less {proxy.width_weight:g} per halving of a trained layer's width below the widest "
-               f"({proxy.frozen_width_weight:g} of a frozen one's, {proxy.last_frozen_width_weight:g} of the last "
-               "frozen one's)" if proxy.penalised else "")
+               f"({proxy.frozen_width_weight:g} of a frozen one's{last})" if proxy.penalised else "")
     scoring = (f"proxy, {describe(config.proxy, data.x_train.shape[0])}{penalty}" if config.search.scorer == "proxy"
                else config.search.scorer)
     emit(SearchStarted(study_name, previous, budget.total_s, config.proxy.epochs, str(device), data.name, scoring))

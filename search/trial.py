@@ -6,7 +6,8 @@ opens the trial's MLflow run (``trial-N``, params, cost metrics), rejects a cand
 limit before any training, scores it with the configured scorer (the proxy, or a zero-cost
 one), logs every epoch and closes the run with the trial's state. The proxy's score is its
 accuracy less a weight per halving of each layer's width below the space's widest
-(``score_penalty``, ``search.space.layer_weights``): known before training, so every epoch's value is the score so far.
+(``score_penalty``, ``search.space.layer_weights``): known before training, so every epoch's
+value is the score so far.
 The backends differ only in what they do around it: how they ask for candidates, the
 ``on_epoch`` hook (which may raise ``optuna.TrialPruned`` or ``BudgetExhausted`` to stop the
 trial) and how they tell Optuna the outcome.
