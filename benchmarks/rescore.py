@@ -13,6 +13,9 @@ measured against every ground truth gathered so far, in a second.
     python -m benchmarks.rescore --weights 0.008,0.020,0.020,0.020,0.020
     # one layer's weight swept (exploration: it sees the samples it is judged on):
     python -m benchmarks.rescore --sweep-layer 2 --sweep 0,0.008,0.014,0.020,0.030,0.040
+    # put a sample's full trainings back into STORE's full-training cache, so that validate with
+    # the sample's arguments (and any proxy setting) trains proxies only, against its target:
+    python -m benchmarks.rescore restore textures-s23 --store runs/gt
 
 A rule chosen by looking at these samples is tuned to them: judge it on samples added after
 it was written down (``PREREGISTERED.md``).
@@ -32,9 +35,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.config import ProxyConfig
+from search.config import Config, ProxyConfig
 from search.space import halvings_penalty, layer_weights, widest
-from search.validate import report_for
+from search.validate import rank_agreement
 
 FOLDER = Path(__file__).parent / "ground_truths"
 
@@ -107,10 +110,9 @@ class Rescored:
 def rescore(sample: Sample, weights: Sequence[float]) -> Rescored:
     """The score's rho against the sample's target and its top-1 regret, per proxy seed."""
     penalties = [halvings_penalty(w, sample.widest, weights) for w in sample.widths]
-    reports = [report_for("score", [a - p for a, p in zip(accs, penalties, strict=True)], sample.target,
-                          [0.0] * len(penalties), [1.0] * len(penalties), resamples=0, seed=0)
-               for accs in sample.proxy]
-    return Rescored(tuple(r.spearman for r in reports), tuple(r.regret for r in reports))
+    rhos, regrets = zip(*(rank_agreement([a - p for a, p in zip(accs, penalties, strict=True)], sample.target)
+                          for accs in sample.proxy), strict=True)
+    return Rescored(rhos, regrets)
 
 
 def load_all(folder: Path = FOLDER) -> list[Sample]:
@@ -164,6 +166,14 @@ def sweep(samples: Sequence[Sample], layer: int, values: Sequence[float]) -> Non
     print(f"{'mean rho':<28}" + " ".join(f"{v:>6.3f}" for v in map(statistics.fmean, zip(*table, strict=True))))
 
 
+def recipe_fingerprint(config: Config) -> str:
+    """What decides the sample's full trainings but the widths and the seed (data, model, recipe):
+    ``search.validate.recipe_key`` of no widths with seed 0."""
+    from search.validate import recipe_key
+
+    return recipe_key(config, (), seed=0)
+
+
 def add(name: str, store: Path, validate_args: list[str], folder: Path = FOLDER) -> Path:
     """Keep the newest ``candidates.csv`` under ``store`` as sample ``name``, with the command and the
     space its score needs (parsed with the search's own parser, so the defaults are the search's)."""
@@ -189,6 +199,7 @@ def add(name: str, store: Path, validate_args: list[str], folder: Path = FOLDER)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
     meta = {"command": "search validate " + " ".join(validate_args), "commit": commit,
+            "recipe": recipe_fingerprint(config),
             "dataset": config.data.dataset, "sample": config.fidelity.sample, "seed": config.search.seed,
             "full_seeds": config.fidelity.full_seeds, "widest": list(widest(config.space)), "frozen": frozen[0],
             # the weights of the candidates.csv's score_proxy_score column (tests/test_rescore.py)
@@ -198,8 +209,60 @@ def add(name: str, store: Path, validate_args: list[str], folder: Path = FOLDER)
     return target
 
 
+def restore(name: str, store: Path, folder: Path = FOLDER) -> tuple[list[str], int]:
+    """Write sample ``name``'s full trainings (each seed's accuracy, the mean seconds) into the
+    full-training cache under ``store``, keyed as validate with the sample's arguments keys them
+    today. Returns those arguments (with ``--store``) and how many entries were written.
+
+    A proxy setting then costs its proxies only: ``search validate ARGS --proxy-...`` finds every
+    full training cached. The key holds the recipe its arguments give under today's defaults, so a
+    sample whose recipe fingerprint (``meta.json``) differs from today's is refused: its accuracies
+    are not what validate would train now. The entries carry no device, so cost/full says its full
+    trainings' device is not known; their seconds are the sample's mean per candidate, not each seed's.
+    """
+    from search.cli import build_parser, config_from_args
+    from search.validate import CACHE_FILE, FullTrainingCache, recipe_key, training_seeds
+
+    sample_folder = folder / name
+    if not (sample_folder / "meta.json").is_file():
+        known = ", ".join(s.name for s in load_all(folder)) or "none"
+        raise SystemExit(f"rescore: no stored sample {name!r} (stored: {known})")
+    meta = json.loads((sample_folder / "meta.json").read_text())
+    args = meta["command"].split()[2:]  # after "search validate"
+    if "--store" in args:
+        raise SystemExit(f"rescore: {name}'s command names its own --store; restore chooses the store")
+    args += ["--store", str(store)]
+    config = config_from_args(build_parser().parse_args(["validate", *args]))
+    if meta.get("recipe") != recipe_fingerprint(config):
+        raise SystemExit(f"rescore: {name} was trained under another recipe than its command gives today "
+                         f"(fingerprint {meta.get('recipe')}, today {recipe_fingerprint(config)}): validate "
+                         "would train it again, not read it back")
+    with (sample_folder / "candidates.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    seeds = training_seeds(config)
+    columns = [f"full_val_acc_seed{i}" for i in range(len(seeds))] if len(seeds) > 1 else ["full_val_acc"]
+    cache = FullTrainingCache(config.store.path / CACHE_FILE)
+    for row in rows:
+        widths = tuple(int(w) for w in row["widths"].split("-"))
+        for seed, column in zip(seeds, columns, strict=True):
+            cache.entries[recipe_key(config, widths, seed)] = {
+                "widths": row["widths"], "seed": seed, "val_acc": float(row[column]),
+                "seconds": float(row["full_time_s"]), "device": "", "workers": 1, "restored_from": name}
+    cache.write()
+    return args, len(rows) * len(seeds)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["restore"]:
+        parser = argparse.ArgumentParser(prog="rescore restore")
+        parser.add_argument("name")
+        parser.add_argument("--store", type=Path, required=True)
+        args = parser.parse_args(argv[1:])
+        validate_args, count = restore(args.name, args.store)
+        print(f"{count} full trainings of {args.name} restored; validate against them (proxies only) with:\n"
+              f"  search validate {' '.join(validate_args)}")
+        return 0
     if argv[:1] == ["add"]:
         if "--" not in argv:
             raise SystemExit("rescore add NAME --store DIR -- VALIDATE_ARGS...")

@@ -352,8 +352,12 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group.add_argument("--frozen-per-replica", action="store_true", default=None, help="each copy of the top over "
                        "its own random frozen layers (seed + r), at the same training cost and replicas x the "
                        "feature memory (default: one set shared by the copies)")
-    group.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
-    group.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
+    group.add_argument("--batch-size", type=int, metavar="B", help="batch size of the proxy and of full training "
+                       "(default 128)")
+    group.add_argument("--lr", type=float, help="Adam learning rate of the proxy and of full training (default 2e-3)")
+    group.add_argument("--proxy-batch-size", type=int, metavar="B", help="the proxy's alone (default: --batch-size); "
+                       "in validate, unlike --batch-size, it keeps the cached full trainings")
+    group.add_argument("--proxy-lr", type=float, metavar="LR", help="the proxy's alone (default: --lr)")
     group.add_argument("--cache-mb", type=float, metavar="MB", help="keep a trial's frozen features in memory up "
                        "to this size, else recompute them per batch; features kept for later trials with the same "
                        "lower widths stay within it too (default 2048)")
@@ -417,9 +421,16 @@ def add_store_arguments(parser: argparse.ArgumentParser, tracking: bool = False)
 # -- config from flags --------------------------------------------------------------
 
 
+def first_given(*values: object) -> object:
+    """The first value that is not None (None when all are)."""
+    return next((v for v in values if v is not None), None)
+
+
 def config_from_args(namespace: argparse.Namespace) -> Config:
     """The validated Config: defaults, then the --config file, then the flags given."""
     args = argparse.Namespace(**{**dict.fromkeys(FLAG_NAMES), **vars(namespace)})
+    # --batch-size and --lr set the proxy's too where the command has a proxy (not in train)
+    has_proxy = "proxy_epochs" in vars(namespace)
     config = from_mapping(load_toml(args.config)) if args.config else Config()
     sections: dict[str, dict[str, object]] = {
         "search": {"trials": args.trials, "seed": args.seed, "pruner": args.pruner, "sampler": args.sampler,
@@ -443,8 +454,10 @@ def config_from_args(namespace: argparse.Namespace) -> Config:
         "proxy": {"epochs": args.proxy_epochs, "replicas": args.proxy_replicas, "train_images": args.proxy_images,
                   "width_weight": args.width_weight, "frozen_width_weight": args.frozen_width_weight,
                   "last_frozen_width_weight": args.last_frozen_width_weight,
-                  "frozen_per_replica": args.frozen_per_replica, "batch_size": args.batch_size,
-                  "lr": args.lr, "cache_mb": args.cache_mb, "amp": args.amp},
+                  "frozen_per_replica": args.frozen_per_replica,
+                  "batch_size": first_given(args.proxy_batch_size, args.batch_size if has_proxy else None),
+                  "lr": first_given(args.proxy_lr, args.lr if has_proxy else None), "cache_mb": args.cache_mb,
+                  "amp": args.amp},
         "ray": {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
                 "gpus_per_full": args.gpus_per_full,
                 "max_concurrent": args.max_concurrent},
@@ -505,7 +518,7 @@ FLAG_NAMES = (
     "config", "budget", "trials", "seed", "pruner", "sampler", "device", "dataset", "data_dir", "download",
     "train_limit", "val_limit", "layers", "width_range", "width_choices", "frozen", "proxy_epochs", "proxy_replicas",
     "proxy_images", "width_weight", "frozen_width_weight", "last_frozen_width_weight", "frozen_per_replica",
-    "batch_size", "lr", "cache_mb",
+    "batch_size", "lr", "proxy_batch_size", "proxy_lr", "cache_mb",
     "max_kernel_norm", "max_column_norm", "store", "tracking_uri", "resume", "study", "progressive", "stages",
     "epochs_per_stage", "full_epochs", "augment", "top_k", "full_fraction", "lazy_threshold", "analysis_images",
     "warmup_epochs", "decay", "scorer", "candidates", "sample", "scorers", "bootstrap", "full_seeds", "proxy_seeds",

@@ -528,18 +528,18 @@ def _validate_model(model: ModelConfig, space: SpaceConfig) -> None:
         raise ConfigError(f"norm_fraction {model.norm_fraction!r} must be in (0, 1]")
 
 
-def _validate_optimiser(batch_size: int, lr: float, weight_decay: float) -> None:
-    _require_positive_int(batch_size, "batch size")
+def _validate_optimiser(batch_size: int, lr: float, weight_decay: float, whose: str) -> None:
+    _require_positive_int(batch_size, f"{whose} batch size")
     if not lr > 0:
-        raise ConfigError(f"learning rate {lr!r} must be positive")
+        raise ConfigError(f"{whose} learning rate {lr!r} must be positive")
     if weight_decay < 0:
-        raise ConfigError(f"weight decay {weight_decay!r} must not be negative")
+        raise ConfigError(f"{whose} weight decay {weight_decay!r} must not be negative")
 
 
 def _validate_proxy(proxy: ProxyConfig) -> None:
     _require_positive_int(proxy.epochs, "proxy epochs")
     _require_positive_int(proxy.replicas, "proxy replicas")
-    _validate_optimiser(proxy.batch_size, proxy.lr, proxy.weight_decay)
+    _validate_optimiser(proxy.batch_size, proxy.lr, proxy.weight_decay, "proxy")
     if proxy.cache_mb < 0:
         raise ConfigError(f"cache size {proxy.cache_mb!r} MB must not be negative")
     if proxy.train_images is not None:
@@ -568,7 +568,7 @@ def _validate_full(full: FullTrainConfig) -> None:
         _require_positive_int(full.epochs, "full-training epochs")
         if full.mode != "none" and full.epochs < full.stages:
             raise ConfigError(f"full-training epochs {full.epochs} are fewer than the {full.stages} widening stages")
-    _validate_optimiser(full.batch_size, full.lr, full.weight_decay)
+    _validate_optimiser(full.batch_size, full.lr, full.weight_decay, "full training")
     if full.decay not in DECAYS:
         raise ConfigError(f"unknown learning-rate decay {full.decay!r}; choose one of {', '.join(DECAYS)}")
     if full.net2net_noise < 0:

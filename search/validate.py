@@ -153,6 +153,26 @@ def _correlations(scores: np.ndarray, accuracy: np.ndarray) -> tuple[float, floa
             float(scipy_stats.kendalltau(scores, accuracy).statistic))
 
 
+def top_regret(scores: Sequence[float], accuracy: Sequence[float], top_k: int = 1) -> float:
+    """How far the best accuracy among the ``top_k`` candidates scored highest is below the best of
+    all (ties in the score: the first candidate counts as higher)."""
+    s, a = np.asarray(scores, dtype=np.float64), np.asarray(accuracy, dtype=np.float64)
+    ranked = np.argsort(-s, kind="stable")
+    return float(a.max() - a[ranked[: max(1, min(top_k, len(s)))]].max())
+
+
+def rank_agreement(scores: Sequence[float], accuracy: Sequence[float]) -> tuple[float, float]:
+    """(Spearman rho, top-1 regret) of ``scores`` against ``accuracy``: what ``report_for`` reports
+    first, without the intervals and costs.
+
+    Example:
+        >>> rank_agreement([0.3, 0.1, 0.2], [0.9, 0.5, 0.8]), rank_agreement([0.1, 0.3, 0.2], [0.9, 0.5, 0.8])
+        ((1.0, 0.0), (-1.0, 0.4))
+    """
+    rho, _ = _correlations(np.asarray(scores, dtype=np.float64), np.asarray(accuracy, dtype=np.float64))
+    return rho, top_regret(scores, accuracy)
+
+
 def bootstrap_intervals(
     scores: np.ndarray, accuracy: np.ndarray, resamples: int, seed: int
 ) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -261,12 +281,11 @@ def report_for(scorer: str, scores: Sequence[float], accuracy: Sequence[float], 
     s, a = np.asarray(scores, dtype=np.float64), np.asarray(accuracy, dtype=np.float64)
     rho, tau = _correlations(s, a)
     rho_ci, tau_ci = bootstrap_intervals(s, a, resamples, seed)
-    ranked = np.argsort(-s, kind="stable")  # ties: the first candidate scored highest
     top_k = max(1, min(top_k, len(s)))
     mean_cost = float(np.mean(cost_s))
-    return ScorerReport(scorer, rho, rho_ci, tau, tau_ci, float(a.max() - a[ranked[0]]), mean_cost,
+    return ScorerReport(scorer, rho, rho_ci, tau, tau_ci, top_regret(s, a), mean_cost,
                         mean_cost / max(float(np.mean(full_s)), 1e-12),
-                        regret_top_k=float(a.max() - a[ranked[:top_k]].max()), top_k=top_k,
+                        regret_top_k=top_regret(s, a, top_k), top_k=top_k,
                         beyond_width=float("nan") if widths is None else partial_rank_correlation(
                             s, a, [overall_width(w) for w in widths]),
                         width_bias=() if widths is None else width_bias(s, a, widths))
@@ -313,6 +332,10 @@ class FullTrainingCache:
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         self.entries[key] = entry
+        self.write()
+
+    def write(self) -> None:
+        """Every entry to the file, atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
         with os.fdopen(handle, "w") as out:

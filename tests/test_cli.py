@@ -62,6 +62,9 @@ from conftest import ROOT, run_cli
         (["--frozen-width-weight", "-1"], "proxy frozen_width_weight -1.0 must be a number >= 0"),
         (["--last-frozen-width-weight", "-1"], "proxy last_frozen_width_weight -1.0 must be a number >= 0"),
         (["--max-latency-ms", "-1"], "max latency -1.0 ms"),
+        (["--proxy-batch-size", "0"], "proxy batch size 0"),
+        (["--proxy-lr", "-1"], "proxy learning rate -1.0 must be positive"),
+        (["train", "--batch-size", "0"], "full training batch size 0"),
         (["--max-params", "1000"], "the narrowest, 4-4-4-4-4, has params"),
     ],
 )
@@ -197,6 +200,20 @@ def test_proxy_images_flag(flag: list[str], images: int | None) -> None:
 
     for command in ("run", "validate"):
         assert config_from_args(build_parser().parse_args([command, *flag])).proxy.train_images == images
+
+
+def test_proxy_batch_size_and_lr_flags_leave_full_training_alone() -> None:
+    """--batch-size / --lr set both; --proxy-batch-size / --proxy-lr the proxy's alone, so a
+    validate that tries another proxy batch keeps its cached full trainings."""
+    from search.cli import build_parser, config_from_args
+
+    def batch_and_lr(*flags: str) -> tuple[int, float, int, float]:
+        config = config_from_args(build_parser().parse_args(["validate", *flags]))
+        return config.proxy.batch_size, config.proxy.lr, config.full.batch_size, config.full.lr
+
+    assert batch_and_lr("--batch-size", "64", "--lr", "1e-3") == (64, 1e-3, 64, 1e-3)
+    assert batch_and_lr("--proxy-batch-size", "512", "--proxy-lr", "4e-3") == (512, 4e-3, 128, 2e-3)
+    assert batch_and_lr("--batch-size", "64", "--proxy-batch-size", "256") == (256, 2e-3, 64, 2e-3)
 
 
 def test_full_epochs_flag_and_epochs_per_stage_over_a_settings_file(tmp_path: Path) -> None:
