@@ -166,6 +166,13 @@ def sweep(samples: Sequence[Sample], layer: int, values: Sequence[float]) -> Non
     print(f"{'mean rho':<28}" + " ".join(f"{v:>6.3f}" for v in map(statistics.fmean, zip(*table, strict=True))))
 
 
+def validate_config(validate_args: Sequence[str]) -> Config:
+    """The settings ``search validate VALIDATE_ARGS`` runs with (the search's own parser and defaults)."""
+    from search.cli import build_parser, config_from_args
+
+    return config_from_args(build_parser().parse_args(["validate", *validate_args]))
+
+
 def recipe_fingerprint(config: Config) -> str:
     """What decides the sample's full trainings but the widths and the seed (data, model, recipe):
     ``search.validate.recipe_key`` of no widths with seed 0."""
@@ -177,12 +184,10 @@ def recipe_fingerprint(config: Config) -> str:
 def add(name: str, store: Path, validate_args: list[str], folder: Path = FOLDER) -> Path:
     """Keep the newest ``candidates.csv`` under ``store`` as sample ``name``, with the command and the
     space its score needs (parsed with the search's own parser, so the defaults are the search's)."""
-    from search.cli import build_parser, config_from_args
-
     found = sorted(store.rglob("candidates.csv"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise SystemExit(f"rescore: no candidates.csv under {str(store)!r}; run search validate --store there first")
-    config = config_from_args(build_parser().parse_args(["validate", *validate_args]))
+    config = validate_config(validate_args)
     frozen = config.space.frozen_layers
     if len(frozen) != 1:
         raise SystemExit(f"rescore: validate fixes one frozen depth; got {frozen}")
@@ -220,7 +225,6 @@ def restore(name: str, store: Path, folder: Path = FOLDER) -> tuple[list[str], i
     are not what validate would train now. The entries carry no device, so cost/full says its full
     trainings' device is not known; their seconds are the sample's mean per candidate, not each seed's.
     """
-    from search.cli import build_parser, config_from_args
     from search.validate import CACHE_FILE, FullTrainingCache, recipe_key, training_seeds
 
     sample_folder = folder / name
@@ -232,7 +236,7 @@ def restore(name: str, store: Path, folder: Path = FOLDER) -> tuple[list[str], i
     if "--store" in args:
         raise SystemExit(f"rescore: {name}'s command names its own --store; restore chooses the store")
     args += ["--store", str(store)]
-    config = config_from_args(build_parser().parse_args(["validate", *args]))
+    config = validate_config(args)
     if meta.get("recipe") != recipe_fingerprint(config):
         raise SystemExit(f"rescore: {name} was trained under another recipe than its command gives today "
                          f"(fingerprint {meta.get('recipe')}, today {recipe_fingerprint(config)}): validate "

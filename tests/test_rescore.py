@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from benchmarks.rescore import Sample, load_all, logged_weights, rescore, restore, unlike_logged
+from benchmarks.rescore import Sample, load_all, logged_weights, rescore, restore, unlike_logged, validate_config
 from models import format_widths
 
 SAMPLES = load_all()
@@ -33,11 +33,10 @@ def test_rescore_ranks_by_accuracy_less_penalty() -> None:
 def test_restore_fills_the_cache_validate_reads_for_the_sample_it_draws(sample: Sample, tmp_path) -> None:
     """The stored command draws the stored candidates again, and every full training it needs is
     in the restored cache (so validate with these arguments trains proxies only)."""
-    from search.cli import build_parser, config_from_args
     from search.validate import CACHE_FILE, FullTrainingCache, recipe_key, sample_profiles, training_seeds
 
     args, count = restore(sample.name, tmp_path / "store")
-    config = config_from_args(build_parser().parse_args(["validate", *args]))
+    config = validate_config(args)
     profiles = sample_profiles(config.space, config.fidelity.candidates, config.search.seed, config.fidelity.sample)
     assert sorted(profiles) == sorted(sample.widths)
     cache = FullTrainingCache(tmp_path / "store" / CACHE_FILE)  # read back from the file
