@@ -38,13 +38,13 @@ SCORERS = ("proxy", "params", "synflow", "naswot", "grad_norm")  # search/scorer
 # The proxy's score: its accuracy less WIDTH_WEIGHT per halving of each trained layer's width
 # below the space's widest, and FROZEN_WIDTH_WEIGHT per halving of each frozen layer's. Chosen on
 # twelve development ground truths (mean rho flat at 0.85-0.86 along 0.01-0.02 between the two),
-# then checked on six at 28x28 (README, "Frozen width counts less").
+# then checked on six at 28x28 (benchmarks/FIDELITY.md, "Frozen width counts less").
 WIDTH_WEIGHT = 0.020
 FROZEN_WIDTH_WEIGHT = 0.008
 # The last frozen layer's weight, as the others'. 0 (the proxy's accuracy already rates a wide last
 # frozen layer too high) passed its pre-registered test on four fresh samples, then ranked real
 # digits (mnist-5k) 0.03 worse and eight fresh samples only 0.01 better on average: not adopted
-# (README, "Ground truths kept"; benchmarks/ground_truths/PREREGISTERED.md).
+# (benchmarks/FIDELITY.md, "Ground truths kept"; benchmarks/ground_truths/PREREGISTERED.md).
 LAST_FROZEN_WIDTH_WEIGHT = FROZEN_WIDTH_WEIGHT
 class Combined(NamedTuple):
     """A row of validate's that combines scores over its sample (search/validate.py, ``with_combined``)."""
@@ -120,7 +120,7 @@ class ProxyConfig:
     # 0.65-0.8), the mean of two less so. 2 epochs x 3 ranked the sample better still, but
     # its searches' winners spread lower (down to 0.950 on digits): 2 epochs measure how
     # fast a top learns more than how far it gets. Re-checked with the width-penalised score on
-    # eight samples (README, "One top or two"): two tops ranked under 0.01 better than one on
+    # eight samples (benchmarks/FIDELITY.md, "One top or two"): two tops ranked under 0.01 better than one on
     # average, better on seven of eight with the search's seed, at 1.3-1.9x the cost.
     epochs: int = 4
     batch_size: int = 128
@@ -145,14 +145,14 @@ class ProxyConfig:
     replicas: int = 2
     # Each copy over its own random frozen layers (seed + r) instead: the same training cost,
     # 1.27x the seconds (a feature pass per copy), replicas x the feature memory. With the score's
-    # width term it ranks about 0.01 better on average, top picks mixed (README, "Frozen width
+    # width term it ranks about 0.01 better on average, top picks mixed (benchmarks/FIDELITY.md, "Frozen width
     # counts less"): off by default.
     frozen_per_replica: bool = False
     # A trained conv layer that reads more than lr_fan_in channels learns at
     # lr x sqrt(lr_fan_in / channels) (None, "none" in TOML: every layer at lr). With one rate a
     # wide trained layer moves further per step than a narrow one. 16 ranked better on the
     # 6-layer grids at 8,000 images and level on average over 12 samples, worse among one width
-    # on 3 of 4 (README, "Scoring by loss, and the proxy's learning rate by depth and by layer
+    # on 3 of 4 (benchmarks/FIDELITY.md, "Scoring by loss, and the proxy's learning rate by depth and by layer
     # width"): off by default.
     lr_fan_in: int | None = None
     # The score that ranks and prunes trials: the tops' validation accuracy less width_weight per
@@ -161,7 +161,7 @@ class ProxyConfig:
     # last_frozen_width_weight of the last frozen layer's (the widest candidate scores its
     # accuracy); all 0: the accuracy alone. The proxy under-rates width that pays off only with
     # full training's longer schedule and more images, and a wide random frozen layer is worth more
-    # to it than a wide layer is to full training, the last frozen layer's most (README, "The
+    # to it than a wide layer is to full training, the last frozen layer's most (benchmarks/FIDELITY.md, "The
     # proxy's score", "Frozen width counts less", "Ground truths kept").
     width_weight: float = WIDTH_WEIGHT
     frozen_width_weight: float = FROZEN_WIDTH_WEIGHT  # each frozen layer's but the last

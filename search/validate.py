@@ -243,7 +243,7 @@ def width_bias(scores: Sequence[float], accuracy: Sequence[float],
     This says which widths to trust less in a searched profile, and where a scorer needs work:
     on every textures sample measured the proxy over-ranks a wide last frozen layer (random
     features are worth more the more of them there are, learned ones less so) and under-ranks
-    a wide fourth layer (README, "Where the proxy errs").
+    a wide fourth layer (benchmarks/FIDELITY.md, "Where the proxy errs").
 
     Example:
         >>> profiles = [(8, 8), (16, 8), (8, 16), (16, 16)]
@@ -417,7 +417,7 @@ def proxy_seed_report(results: Sequence[CandidateResult], penalties: Sequence[fl
     with each candidate's width ``penalties``, also the search's score's (``proxy_score``).
 
     Two proxy settings whose rhos differ by less than the spread of ``rhos`` are not told apart
-    by one run each (README, "Two more samples of one overall width").
+    by one run each (benchmarks/FIDELITY.md, "Two more samples of one overall width").
     """
     if not results or len(results[0].proxy_seeds) < 2:
         return None

@@ -2,7 +2,7 @@
 
 On a GPU one small convnet's training keeps a few per cent of the card busy, so trainings
 one after another leave it mostly idle: 14 at once on one H100 finished a 6-epoch training
-every 0.35-0.44 s against 0.9-1.5 s one at a time (README, "Six ground truths"). On a CPU
+every 0.35-0.44 s against 0.9-1.5 s one at a time (benchmarks/FIDELITY.md, "Six ground truths"). On a CPU
 the workers split its cores between them instead.
 
 The workers only train and return numbers; the caller writes them wherever they go (the

@@ -12,9 +12,20 @@ def readme() -> str:
     return (ROOT / "README.md").read_text()
 
 
+def fidelity() -> str:
+    """The dated measurements that the README's "Proxy fidelity" summarises."""
+    return (ROOT / "benchmarks" / "FIDELITY.md").read_text()
+
+
+def toml_blocks(document: str) -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", document, flags=re.S)
+
+
 def test_readme_settings_files_are_valid_configs() -> None:
-    sample, *others = re.findall(r"```toml\n(.*?)```", readme(), flags=re.S)
-    for block in others:  # the settings files of measurements
+    sample, *others = toml_blocks(readme())
+    measured = toml_blocks(fidelity())
+    assert measured, "benchmarks/FIDELITY.md's settings files are no longer found"
+    for block in others + measured:  # the settings files of measurements
         from_mapping(tomllib.loads(block)).validate()
     config = from_mapping(tomllib.loads(sample)).validate()
     assert config.space.frozen_layers == (2, 3) and config.search.budget_s == 600
@@ -26,7 +37,7 @@ def test_readme_flags_exist_on_the_subcommand_they_are_given_to() -> None:
     known = {name: {flag for action in parser._actions for flag in action.option_strings}
              for name, parser in commands.items()}
     checked = set()
-    for document in (readme(), (ROOT / "deploy" / "README.md").read_text()):
+    for document in (readme(), fidelity(), (ROOT / "deploy" / "README.md").read_text()):
         for line in re.findall(r"search (?:[a-z]+)[^\n`]*", document):
             for part in line.split(" -- "):  # submit ... -- run ...: the part after -- is its own command
                 words = part.replace("search ", "", 1).split()
