@@ -85,7 +85,10 @@ class SpaceConfig:
     # Explicit choices per layer, overriding both (one tuple per layer).
     layer_choices: tuple[tuple[int, ...], ...] | None = None
     # Choices for the number of frozen random lower layers; one value fixes it.
-    frozen_layers: tuple[int, ...] = (2,)  # chosen with search validate: see the README
+    # k=2, chosen with search validate. k=1 ranks better on most kept samples, at twice the proxy's
+    # cost and worse on some real digits (benchmarks/FIDELITY.md, "Five more samples", "One frozen layer on
+    # the four"; benchmarks/ground_truths/PREREGISTERED.md).
+    frozen_layers: tuple[int, ...] = (2,)
 
     def choices(self, layer: int) -> tuple[int, ...]:
         if self.layer_choices is not None:
