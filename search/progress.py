@@ -366,7 +366,8 @@ def proxy_seeds_line(result: ValidationResult) -> str | None:
     rhos = [rho for rho in seeds.rhos if math.isfinite(rho)]
     spread = f", spread {max(rhos) - min(rhos):.3f}" if len(rhos) > 1 else ""
     score = (f"; as the search's score (less the width penalty: proxy_score) rho "
-             f"{' / '.join(_rho(r) for r in seeds.score_rhos)}, their mean {_rho(seeds.score_mean_rho)}"
+             f"{' / '.join(_rho(r) for r in seeds.score_rhos)}, their mean {_rho(seeds.score_mean_rho)}, its top-1 "
+             f"regret {' / '.join(f'{r:.4f}' for r in seeds.score_regrets)}"
              if seeds.score_rhos else "")
     return (f"the proxy with {len(seeds.rhos)} seeds (other random frozen layers and tops; the table's row is the "
             f"first, the score a search uses): rho {' / '.join(_rho(r) for r in seeds.rhos)} against the target"

@@ -410,6 +410,7 @@ class ProxySeeds:
     # empty when no candidate has a penalty (both width weights 0: the score is the accuracy).
     score_rhos: tuple[float, ...] = ()
     score_mean_rho: float = math.nan
+    score_regrets: tuple[float, ...] = ()  # each seed's score's top-1 regret (the table's is the first)
 
 
 def proxy_seed_report(results: Sequence[CandidateResult], penalties: Sequence[float] = ()) -> ProxySeeds | None:
@@ -433,8 +434,10 @@ def proxy_seed_report(results: Sequence[CandidateResult], penalties: Sequence[fl
     report = ProxySeeds(rhos, seed_ceiling(columns.tolist()), mean_rho)
     if not any(penalties):  # the search's score is the accuracy
         return report
-    score_rhos, score_mean_rho = ranking(columns - np.asarray(penalties, dtype=float)[:, None])
-    return replace(report, score_rhos=score_rhos, score_mean_rho=score_mean_rho)
+    scores = columns - np.asarray(penalties, dtype=float)[:, None]
+    score_rhos, score_mean_rho = ranking(scores)
+    return replace(report, score_rhos=score_rhos, score_mean_rho=score_mean_rho,
+                   score_regrets=tuple(top_regret(column, accuracy) for column in scores.T))
 
 
 def seed_ceiling(replicas: Sequence[Sequence[float]]) -> float:
@@ -715,6 +718,7 @@ def log_reports(tracker: Tracker, parent_id: str, results: list[CandidateResult]
                         **{f"spearman_proxy_score_seed{i}": rho for i, rho in enumerate(proxy_seeds.score_rhos)}})
         if proxy_seeds.score_rhos:
             metrics["spearman_proxy_score_seed_mean"] = proxy_seeds.score_mean_rho
+            metrics.update({f"regret_proxy_score_seed{i}": r for i, r in enumerate(proxy_seeds.score_regrets)})
     for r in reports:
         metrics.update({f"spearman_{r.scorer}": r.spearman, f"kendall_{r.scorer}": r.kendall,
                         f"regret_{r.scorer}": r.regret, f"regret_top_k_{r.scorer}": r.regret_top_k,

@@ -176,7 +176,11 @@ def test_the_proxy_seed_report_gives_each_seeds_rho_their_agreement_and_their_me
     assert penalised.score_mean_rho == pytest.approx(1.5 / np.sqrt(4.5 * 5))  # 1.5, 1.5, 0.5, 4: a tie again
     line = proxy_seeds_line(ValidationResult(tuple(results), (), "run", 1, "recipe", 0.5, 1, proxy_seeds=penalised))
     assert line is not None and "as the search's score (less the width penalty: proxy_score) rho 0.400 / 0.200, " \
-        "their mean 0.316" in line
+        "their mean 0.316, its top-1 regret 0.0000 / 0.0000" in line
+    # Each seed's top pick under the score: 1, 2, 1.5, 1.5 picks the second (0.2 below the best),
+    # 2, 1, 1.5, 1.5 the first (0.3 below)
+    picks = proxy_seed_report(results, [0.0, 0.0, 1.5, 2.5])
+    assert picks is not None and picks.score_regrets == pytest.approx((0.2, 0.3))
     single = [candidate(0.1, 1), candidate(0.2, 2), candidate(0.3, 3)]
     assert proxy_seed_report(single) is None
     assert proxy_seeds_line(ValidationResult(tuple(single), (), "run", 1, "recipe", 0.5)) is None
