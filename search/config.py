@@ -85,9 +85,10 @@ class SpaceConfig:
     # Explicit choices per layer, overriding both (one tuple per layer).
     layer_choices: tuple[tuple[int, ...], ...] | None = None
     # Choices for the number of frozen random lower layers; one value fixes it.
-    # k=2, chosen with search validate. k=1 ranks better on most kept samples, at twice the proxy's
-    # cost and worse on some real digits (benchmarks/FIDELITY.md, "Five more samples", "One frozen layer on
-    # the four"; benchmarks/ground_truths/PREREGISTERED.md).
+    # k=2, chosen with search validate. k=1 ranks better on average over the kept samples, at twice the
+    # proxy's cost and worse on three of five real-digits samples; with one top, at k=2's cost, it does not
+    # (benchmarks/FIDELITY.md, "Five more samples", "One frozen layer on the four", "Five fresh samples
+    # for one frozen layer"; benchmarks/ground_truths/PREREGISTERED.md).
     frozen_layers: tuple[int, ...] = (2,)
 
     def choices(self, layer: int) -> tuple[int, ...]:
